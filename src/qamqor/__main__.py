@@ -1,0 +1,3 @@
+from qamqor.cli import main
+
+main()

@@ -1,0 +1,256 @@
+"""The ``qamqor`` command: one sub-command group per concern."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from qamqor.kit.errors import QamqorError
+
+app = typer.Typer(
+    help="Qamqor: proactive, targeted social protection.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The system-of-record database: schema migrations.", no_args_is_help=True)
+batches_app = typer.Typer(help="Ingested registry batches and their rejections.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(batches_app, name="batches")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=1)
+
+
+# --- db ------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Create or migrate the schema to the latest (or given) revision."""
+    from qamqor.kit import migrate
+    from qamqor.kit.db import get_engine
+
+    migrate.upgrade(revision=revision)
+    console.print(
+        f"database {get_engine().url.render_as_string(hide_password=True)} "
+        f"at revision {migrate.current_revision()}"
+    )
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision the database is at."""
+    from qamqor.kit import migrate
+
+    console.print(migrate.current_revision() or "empty (run `qamqor db upgrade`)")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, e.g. base.")],
+) -> None:
+    """Migrate the schema down to an older revision (drops data of newer tables)."""
+    from qamqor.kit import migrate
+
+    migrate.downgrade(revision=revision)
+    console.print(f"at revision {migrate.current_revision() or 'base'}")
+
+
+# --- synth ---------------------------------------------------------------------------------
+
+
+def _register_synth() -> None:
+    from qamqor.synth.cli import synth
+
+    app.command("synth")(synth)
+
+
+_register_synth()
+
+
+# --- ingest --------------------------------------------------------------------------------
+
+
+@app.command("ingest")
+def ingest(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Extract files, or directories holding a manifest.json."),
+    ],
+    source: Annotated[
+        str | None,
+        typer.Option(help="Source registry code; by default inferred from the columns."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report per batch.")] = False,
+) -> None:
+    """Ingest registry extracts: every row becomes a fact or a rejection with its reasons."""
+    from qamqor.registry.ingest import expand_paths, ingest_file
+
+    try:
+        targets = expand_paths(paths)
+    except QamqorError as exc:
+        raise _fail(str(exc)) from exc
+    failures = 0
+    reports = []
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json or not err.is_terminal,
+    ) as progress:
+        for path, manifest_source, entry in targets:
+            task = progress.add_task(f"ingest {path.name}", total=None)
+            try:
+                report = ingest_file(
+                    path,
+                    source=source or manifest_source,
+                    manifest=entry,
+                    progress=lambda rows, task=task: progress.update(task, completed=rows),
+                )
+            except QamqorError as exc:
+                failures += 1
+                err.print(f"[bold red]error:[/] {exc}", highlight=False)
+                if as_json:
+                    print(json.dumps({"file": str(path), "status": "error", "error": str(exc)}))
+                continue
+            finally:
+                progress.remove_task(task)
+            reports.append(report)
+            if as_json:
+                print(json.dumps(report.to_dict(), ensure_ascii=False))
+    if not as_json and reports:
+        table = Table(title="Ingest")
+        for name in ("file", "source", "batch", "status", "read", "facts", "rejected", "dupes", "s"):
+            table.add_column(name, justify="right" if name in ("read", "facts", "rejected", "dupes", "s", "batch") else "left")
+        for r in reports:
+            table.add_row(
+                Path(r.file).name,
+                r.source,
+                str(r.batch_id),
+                r.status,
+                f"{r.rows_read:,}",
+                f"{r.facts:,}",
+                f"{r.rejections:,}",
+                f"{r.duplicates:,}",
+                f"{r.seconds:.1f}",
+            )
+        console.print(table)
+        reasons: dict[str, int] = {}
+        for r in reports:
+            for code, n in r.rejection_reasons.items():
+                reasons[code] = reasons.get(code, 0) + n
+        if reasons:
+            console.print(
+                "rejections by reason: "
+                + ", ".join(f"{code} {n:,}" for code, n in sorted(reasons.items(), key=lambda x: -x[1]))
+            )
+    if failures:
+        raise typer.Exit(code=1)
+
+
+# --- batches -------------------------------------------------------------------------------
+
+
+@batches_app.command("list")
+def batches_list(
+    source: Annotated[str | None, typer.Option(help="Only this source registry.")] = None,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+) -> None:
+    """List ingested batches, newest first."""
+    from qamqor.kit.db import session_scope
+    from qamqor.registry import service
+
+    with session_scope() as session:
+        rows, total = service.list_batches(session, source=source, offset=offset, limit=limit)
+        table = Table(title=f"Batches {offset + 1}–{offset + len(rows)} of {total}")
+        for name in ("id", "source", "file", "read", "facts", "rejected", "dupes", "received"):
+            table.add_column(name)
+        for b in rows:
+            table.add_row(
+                str(b.id), b.source, b.file_name, f"{b.rows_read:,}", f"{b.facts:,}",
+                f"{b.rejections:,}", f"{b.duplicates:,}", f"{b.received_at:%Y-%m-%d %H:%M}",
+            )
+    console.print(table)
+
+
+@batches_app.command("rejections")
+def batches_rejections(
+    batch_id: int,
+    reason: Annotated[str | None, typer.Option(help="Only rejections citing this reason.")] = None,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    limit: Annotated[int, typer.Option(min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a batch's rejected rows: line, record id, reasons and the raw row."""
+    from qamqor.kit.db import session_scope
+    from qamqor.registry import service
+
+    with session_scope() as session:
+        try:
+            rows, total = service.list_rejections(
+                session, batch_id, reason=reason, offset=offset, limit=limit
+            )
+        except QamqorError as exc:
+            raise _fail(str(exc)) from exc
+        items = [
+            {"line_no": r.line_no, "source_record_id": r.source_record_id,
+             "reasons": r.reasons.split(), "raw": r.raw}
+            for r in rows
+        ]
+    if as_json:
+        print(json.dumps({"total": total, "items": items}, ensure_ascii=False))
+        return
+    table = Table(title=f"Rejections of batch {batch_id}: {len(items)} of {total}")
+    for name in ("line", "record", "reasons", "raw"):
+        table.add_column(name, overflow="fold")
+    for item in items:
+        table.add_row(str(item["line_no"]), str(item["source_record_id"] or ""),
+                      " ".join(item["reasons"]), str(item["raw"]))
+    console.print(table)
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (QAMQOR_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (QAMQOR_PORT).")] = None,
+) -> None:
+    """Run the API server (OpenAPI docs at /docs, health at /healthz)."""
+    import uvicorn
+
+    from qamqor.kit.settings import get_settings
+    from qamqor.web.app import create_app
+
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    console.print(f"Qamqor API on http://{host}:{port}/  (docs: http://{host}:{port}/docs)")
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+def main() -> None:
+    try:
+        app()
+    except QamqorError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)

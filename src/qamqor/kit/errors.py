@@ -1,0 +1,19 @@
+"""Errors a user can act on. The CLI prints them without a traceback; the API maps them to 4xx."""
+
+from __future__ import annotations
+
+
+class QamqorError(Exception):
+    """Base of the errors whose message is meant for the user."""
+
+    code = "error"
+
+
+class InputFileError(QamqorError):
+    """A whole input file is unusable (unreadable, empty, truncated, wrong type); nothing was stored."""
+
+    code = "input_file"
+
+
+class NotFoundError(QamqorError):
+    code = "not_found"

@@ -1,0 +1,409 @@
+"""Ingest of registry extracts: every row becomes a fact with provenance or a rejection.
+
+The whole file is read and checked in a DuckDB staging engine first (bounded memory: DuckDB
+spills to ``var/staging``), and only then written to the database in one transaction, so a file
+that turns out to be unusable changes nothing and a crash never leaves half a batch. The report
+reconciles: rows read = facts + rejections + exact duplicates skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from qamqor.kit.db import get_engine
+from qamqor.kit.errors import InputFileError
+from qamqor.kit.settings import get_settings
+from qamqor.registry import reading
+from qamqor.registry.catalogue import Source
+from qamqor.registry.loading import bulk_insert
+from qamqor.registry.models import FACT_TABLES, Batch, Rejection
+from qamqor.registry.validation import fact_column, validation_sql
+
+MANIFEST = "manifest.json"
+WRITE_BATCH_ROWS = 100_000
+
+
+@dataclass
+class BatchReport:
+    """What happened to one file. ``status`` is ``loaded`` or ``already_ingested``."""
+
+    file: str
+    status: str
+    source: str
+    batch_id: int
+    sha256: str
+    format: str
+    encoding: str | None
+    delimiter: str | None
+    rows_read: int
+    facts: int
+    rejections: int
+    duplicates: int
+    seconds: float
+    rejection_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reconciles(self) -> bool:
+        return self.rows_read == self.facts + self.rejections + self.duplicates
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"reconciles": self.reconciles}
+
+
+@dataclass
+class ManifestEntry:
+    source: str
+    path: Path
+    sha256: str | None
+    rows: int | None
+
+
+def read_manifest(directory: Path) -> list[ManifestEntry]:
+    """The files a manifest lists, in its order. Raises InputFileError on a broken manifest."""
+    manifest_path = directory / MANIFEST
+    try:
+        data = json.loads(manifest_path.read_text("utf-8"))
+        entries = [
+            ManifestEntry(
+                source=str(item["source"]),
+                path=directory / str(item["path"]),
+                sha256=item.get("sha256"),
+                rows=item.get("rows"),
+            )
+            for item in data["files"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputFileError(f"{manifest_path}: not a readable manifest ({exc})") from exc
+    return entries
+
+
+def expand_paths(paths: list[Path]) -> list[tuple[Path, str | None, ManifestEntry | None]]:
+    """Files to ingest: a directory with a manifest contributes the files it lists."""
+    result: list[tuple[Path, str | None, ManifestEntry | None]] = []
+    for path in paths:
+        if path.is_dir():
+            if not (path / MANIFEST).exists():
+                raise InputFileError(f"{path}: a directory needs a {MANIFEST} listing its files")
+            result.extend((e.path, e.source, e) for e in read_manifest(path))
+        else:
+            result.append((path, None, None))
+    return result
+
+
+def _existing_batch(engine: Engine, sha256: str) -> Batch | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(Batch).where(Batch.file_sha256 == sha256)).first()
+    return None if row is None else Batch(**row._mapping)
+
+
+def _already(info: reading.FileInfo, batch: Batch, started: float) -> BatchReport:
+    return BatchReport(
+        file=str(info.path),
+        status="already_ingested",
+        source=batch.source,
+        batch_id=batch.id,
+        sha256=info.sha256,
+        format=batch.format,
+        encoding=batch.encoding,
+        delimiter=batch.delimiter,
+        rows_read=batch.rows_read,
+        facts=batch.facts,
+        rejections=batch.rejections,
+        duplicates=batch.duplicates,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def ingest_file(
+    path: Path,
+    *,
+    source: str | None = None,
+    manifest: ManifestEntry | None = None,
+    engine: Engine | None = None,
+    today: dt.date | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> BatchReport:
+    """Ingest one extract file. Re-ingesting a file already loaded (same SHA-256) is a no-op.
+
+    Raises InputFileError, having changed nothing, when the file as a whole is unusable.
+    """
+    started = time.monotonic()
+    engine = engine or get_engine()
+    received_at = dt.datetime.now(dt.UTC)
+    today = today or received_at.date()
+    info = reading.inspect_file(path)
+    if manifest is not None and manifest.sha256 and manifest.sha256 != info.sha256:
+        raise InputFileError(
+            f"{path}: the file differs from its manifest (SHA-256 {info.sha256[:12]}… instead of "
+            f"{manifest.sha256[:12]}…): it was truncated or altered after the manifest was made"
+        )
+    existing = _existing_batch(engine, info.sha256)
+    if existing is not None:
+        return _already(info, existing, started)
+    columns = reading.file_columns(info)
+    src = reading.match_source(info, columns, source)
+
+    settings = get_settings()
+    settings.staging_dir.mkdir(parents=True, exist_ok=True)
+    spill = Path(tempfile.mkdtemp(prefix="ingest-", dir=settings.staging_dir))
+    con = duckdb.connect(
+        config={
+            "memory_limit": settings.ingest_memory_limit,
+            "threads": settings.ingest_threads,
+            "temp_directory": str(spill),
+            "preserve_insertion_order": False,
+        }
+    )
+    try:
+        read = _stage(con, info, src, progress)
+        report = _classify_and_write(
+            con, info, src, read, engine=engine, today=today, received_at=received_at
+        )
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection,
+    info: reading.FileInfo,
+    src: Source,
+    progress: Callable[[int], None] | None,
+) -> reading.ReadResult:
+    columns = ", ".join(f'"{c}" VARCHAR' for c in src.column_names)
+    con.execute(f"CREATE TABLE staged ({columns}, line_no BIGINT, raw VARCHAR)")
+    read = reading.ReadResult()
+    for batch in reading.read_rows(info, src, read):
+        if batch is reading.RESTART:
+            con.execute("DELETE FROM staged")
+            continue
+        con.register("incoming", batch)
+        con.execute("INSERT INTO staged SELECT * FROM incoming")
+        con.unregister("incoming")
+        if progress is not None:
+            progress(read.rows)
+    if read.rows == 0:
+        raise InputFileError(f"{info.path}: the file has a header but no data rows")
+    return read
+
+
+def _classify_and_write(
+    con: duckdb.DuckDBPyConnection,
+    info: reading.FileInfo,
+    src: Source,
+    read: reading.ReadResult,
+    *,
+    engine: Engine,
+    today: dt.date,
+    received_at: dt.datetime,
+) -> BatchReport:
+    raw_columns = ", ".join(f'"{c}"' for c in src.column_names)
+    record_id = "NULLIF(trim(record_id), '')"
+    # A Parquet row has no text of its own: a rejected one keeps its values as JSON instead.
+    raw_values = (
+        "struct_pack(" + ", ".join(f'"{c}" := "{c}"' for c in src.column_names) + ")"
+        if info.format == "parquet"
+        else "CAST(NULL AS VARCHAR)"
+    )
+    # copy_no > 1: an exact copy of an earlier line, skipped. conflict: the registry sent the
+    # same record id with different contents; nothing tells which one is right, so all are refused.
+    con.execute(
+        f"""
+        CREATE TABLE windowed AS
+        SELECT *, {raw_values} AS raw_values,
+               row_number() OVER (PARTITION BY {raw_columns} ORDER BY line_no) AS copy_no,
+               CASE WHEN {record_id} IS NULL THEN false
+                    ELSE min(row_hash) OVER w <> max(row_hash) OVER w END AS conflict
+        FROM (SELECT *, hash({raw_columns}) AS row_hash FROM staged)
+        WINDOW w AS (PARTITION BY {record_id})
+        """
+    )
+    con.execute("DROP TABLE staged")
+    con.execute(
+        "CREATE TABLE checked AS "
+        + validation_sql(
+            src, "windowed", today, passthrough=("copy_no", "conflict", "raw_values")
+        )
+    )
+    con.execute("DROP TABLE windowed")
+    con.execute(
+        """
+        CREATE TABLE classified AS
+        SELECT *, CASE WHEN copy_no > 1 THEN 'duplicate'
+                       WHEN conflict THEN 'rejected'
+                       WHEN len(all_reasons) > 0 THEN 'rejected'
+                       ELSE 'fact' END AS outcome,
+               CASE WHEN conflict THEN list_append(all_reasons, 'conflicting_record_id')
+                    ELSE all_reasons END AS final_reasons
+        FROM checked
+        """
+    )
+    con.execute("DROP TABLE checked")
+    counts = dict(con.execute("SELECT outcome, count(*) FROM classified GROUP BY outcome").fetchall())
+    facts = int(counts.get("fact", 0))
+    duplicates = int(counts.get("duplicate", 0))
+    rejected_rows = int(counts.get("rejected", 0))
+    rejections = rejected_rows + len(read.structural)
+    if read.rows != facts + duplicates + rejections:
+        raise RuntimeError(
+            f"ingest does not reconcile for {info.path}: read {read.rows}, facts {facts}, "
+            f"duplicates {duplicates}, rejections {rejections}"
+        )
+    reasons: dict[str, int] = {}
+    for reason, n in con.execute(
+        "SELECT r, count(*) FROM (SELECT unnest(final_reasons) AS r FROM classified "
+        "WHERE outcome = 'rejected') GROUP BY r"
+    ).fetchall():
+        reasons[reason] = int(n)
+    for structural in read.structural:
+        reasons[structural.reason] = reasons.get(structural.reason, 0) + 1
+
+    fact_columns = [fact_column(c) for c in src.columns]
+    date_like = {fact_column(c) for c in src.columns if c.type in ("date", "month")}
+    out_columns = [
+        *(f'CAST("{c}" AS VARCHAR)' if c in date_like else f'"{c}"' for c in fact_columns),
+        "line_no",
+        "CAST(valid_from AS VARCHAR)",
+        "CAST(valid_to AS VARCHAR)",
+    ]
+    table_columns = [*fact_columns, "line_no", "valid_from", "valid_to", "batch_id"]
+
+    try:
+        with engine.begin() as conn:
+            batch_id = conn.execute(
+                insert(Batch)
+                .values(
+                    source=src.code,
+                    file_name=info.path.name,
+                    file_sha256=info.sha256,
+                    file_bytes=info.size,
+                    format=info.format,
+                    encoding=info.encoding,
+                    delimiter=info.delimiter,
+                    rows_read=read.rows,
+                    facts=facts,
+                    rejections=rejections,
+                    duplicates=duplicates,
+                    received_at=received_at,
+                    loaded_at=received_at,
+                )
+                .returning(Batch.id)
+            ).scalar_one()
+
+            def fact_batches() -> Iterator[pa.RecordBatch]:
+                relation = con.sql(
+                    f"SELECT {', '.join(out_columns)}, CAST({batch_id} AS BIGINT) "
+                    "FROM classified WHERE outcome = 'fact' ORDER BY line_no"
+                )
+                # DuckDB 2 renamed fetch_arrow_reader to to_arrow_reader.
+                to_reader = getattr(relation, "to_arrow_reader", None)
+                if to_reader is None:
+                    to_reader = relation.fetch_arrow_reader
+                yield from to_reader(WRITE_BATCH_ROWS)
+
+            written = bulk_insert(conn, FACT_TABLES[src.code].name, table_columns, fact_batches())
+            if written != facts:
+                raise RuntimeError(f"wrote {written} facts, expected {facts}")
+            bulk_insert(
+                conn,
+                Rejection.__tablename__,
+                ["batch_id", "line_no", "source_record_id", "reasons", "raw"],
+                _rejection_batches(con, info, src, read, batch_id),
+            )
+            conn.execute(
+                Batch.__table__.update()
+                .where(Batch.id == batch_id)
+                .values(loaded_at=dt.datetime.now(dt.UTC))
+            )
+    except IntegrityError:
+        # Another process loaded the same file meanwhile: its batch stands, ours is rolled back.
+        existing = _existing_batch(engine, info.sha256)
+        if existing is None:
+            raise
+        return _already(info, existing, time.monotonic())
+    return BatchReport(
+        file=str(info.path),
+        status="loaded",
+        source=src.code,
+        batch_id=batch_id,
+        sha256=info.sha256,
+        format=info.format,
+        encoding=info.encoding,
+        delimiter=info.delimiter,
+        rows_read=read.rows,
+        facts=facts,
+        rejections=rejections,
+        duplicates=duplicates,
+        seconds=0.0,
+        rejection_reasons=dict(sorted(reasons.items())),
+    )
+
+
+def _rejection_batches(
+    con: duckdb.DuckDBPyConnection,
+    info: reading.FileInfo,
+    src: Source,
+    read: reading.ReadResult,
+    batch_id: int,
+) -> Iterator[pa.RecordBatch]:
+    schema = pa.schema(
+        [
+            ("batch_id", pa.int64()),
+            ("line_no", pa.int64()),
+            ("source_record_id", pa.string()),
+            ("reasons", pa.string()),
+            ("raw", pa.string()),
+        ]
+    )
+    if read.structural:
+        yield pa.RecordBatch.from_pylist(
+            [
+                {
+                    "batch_id": batch_id,
+                    "line_no": s.line_no,
+                    "source_record_id": None,
+                    "reasons": s.reason,
+                    "raw": s.raw.rstrip("\r\n"),
+                }
+                for s in read.structural
+            ],
+            schema=schema,
+        )
+    cursor = con.execute(
+        "SELECT line_no, source_record_id, array_to_string(final_reasons, ' '), "
+        "COALESCE(raw, CAST(to_json(raw_values) AS VARCHAR)) "
+        "FROM classified WHERE outcome = 'rejected' ORDER BY line_no"
+    )
+    while chunk := cursor.fetchmany(WRITE_BATCH_ROWS):
+        missing = {line for line, _, _, raw in chunk if raw is None}
+        texts = reading.raw_lines(info, missing) if info.format != "parquet" else {}
+        rows = []
+        for line, record, reasons, raw in chunk:
+            if raw is None:
+                raw = texts.get(line)
+            rows.append(
+                {
+                    "batch_id": batch_id,
+                    "line_no": line,
+                    "source_record_id": record,
+                    "reasons": reasons,
+                    "raw": raw if raw is not None else "",
+                }
+            )
+        yield pa.RecordBatch.from_pylist(rows, schema=schema)

@@ -1,0 +1,206 @@
+"""Tables of the registry feature: batches, rejections and one fact table per source registry.
+
+A fact row keeps its provenance: the batch it came in (source, file, hash, received at), the
+registry's own record id, its line in the file, and the period it is valid for. Column types
+follow ``catalogue.yaml``: money is integer tiyn (``*_tiyn``), months are stored as their first
+day, everything else keeps its catalogue name. ``tests/registry/test_models.py`` holds the
+catalogue and these tables in step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from qamqor.kit.db import Base
+
+IIN = String(12)
+CODE = String(32)
+NAME = String(100)
+TEXT = String(200)
+
+
+class Batch(Base):
+    """One ingested extract file. A file is ingested once: its SHA-256 is unique."""
+
+    __tablename__ = "registry_batch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), index=True)
+    file_name: Mapped[str] = mapped_column(String(500))
+    file_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    file_bytes: Mapped[int] = mapped_column(BigInteger)
+    format: Mapped[str] = mapped_column(String(16))
+    encoding: Mapped[str | None] = mapped_column(String(16))
+    delimiter: Mapped[str | None] = mapped_column(String(4))
+    rows_read: Mapped[int] = mapped_column(BigInteger)
+    facts: Mapped[int] = mapped_column(BigInteger)
+    rejections: Mapped[int] = mapped_column(BigInteger)
+    duplicates: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Rejection(Base):
+    """A row that did not become a fact, with its raw text, where it was, and why."""
+
+    __tablename__ = "registry_rejection"
+    __table_args__ = (Index("ix_registry_rejection_batch_line", "batch_id", "line_no"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("registry_batch.id", ondelete="CASCADE"))
+    line_no: Mapped[int] = mapped_column(BigInteger)
+    source_record_id: Mapped[str | None] = mapped_column(String(64))
+    reasons: Mapped[str] = mapped_column(Text)  # space-separated reason codes, e.g. "check_digit:iin"
+    raw: Mapped[str] = mapped_column(Text)
+
+
+def _pk() -> Mapped[int]:
+    # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL needs BIGINT at this scale.
+    return mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+
+
+class _Provenance:
+    """Columns every fact carries: where it came from and when it holds."""
+
+    batch_id: Mapped[int] = mapped_column(ForeignKey("registry_batch.id"))
+    line_no: Mapped[int] = mapped_column(BigInteger)
+    source_record_id: Mapped[str] = mapped_column(String(64))
+    valid_from: Mapped[dt.date | None] = mapped_column(Date)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date)
+    updated_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class PopulationFact(_Provenance, Base):
+    __tablename__ = "fact_population"
+    __table_args__ = (
+        Index("ix_fact_population_iin", "iin"),
+        Index("ix_fact_population_batch_id", "batch_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    iin: Mapped[str] = mapped_column(IIN)
+    last_name: Mapped[str] = mapped_column(NAME)
+    first_name: Mapped[str] = mapped_column(NAME)
+    patronymic: Mapped[str | None] = mapped_column(NAME)
+    birth_date: Mapped[dt.date] = mapped_column(Date)
+    sex: Mapped[str] = mapped_column(CODE)
+    region_code: Mapped[str] = mapped_column(CODE)
+    settlement: Mapped[str] = mapped_column(CODE)
+    death_date: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class HouseholdFact(_Provenance, Base):
+    __tablename__ = "fact_household"
+    __table_args__ = (
+        Index("ix_fact_household_iin", "iin"),
+        Index("ix_fact_household_household_id", "household_id"),
+        Index("ix_fact_household_batch_id", "batch_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    household_id: Mapped[str] = mapped_column(TEXT)
+    iin: Mapped[str] = mapped_column(IIN)
+    relation: Mapped[str] = mapped_column(CODE)
+    member_from: Mapped[dt.date] = mapped_column(Date)
+    member_to: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class IncomeFact(_Provenance, Base):
+    __tablename__ = "fact_income"
+    __table_args__ = (
+        Index("ix_fact_income_iin", "iin"),
+        Index("ix_fact_income_batch_id", "batch_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    iin: Mapped[str] = mapped_column(IIN)
+    period: Mapped[dt.date] = mapped_column(Date)  # first day of the month
+    income_type: Mapped[str] = mapped_column(CODE)
+    amount_tiyn: Mapped[int] = mapped_column(BigInteger)
+    payer_bin: Mapped[str | None] = mapped_column(IIN)
+
+
+class EmploymentFact(_Provenance, Base):
+    __tablename__ = "fact_employment"
+    __table_args__ = (
+        Index("ix_fact_employment_iin", "iin"),
+        Index("ix_fact_employment_batch_id", "batch_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    iin: Mapped[str] = mapped_column(IIN)
+    status: Mapped[str] = mapped_column(CODE)
+    employer_bin: Mapped[str | None] = mapped_column(IIN)
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class PropertyFact(_Provenance, Base):
+    __tablename__ = "fact_property"
+    __table_args__ = (
+        Index("ix_fact_property_iin", "iin"),
+        Index("ix_fact_property_batch_id", "batch_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    iin: Mapped[str] = mapped_column(IIN)
+    property_type: Mapped[str] = mapped_column(CODE)
+    object_id: Mapped[str] = mapped_column(TEXT)
+    area_m2: Mapped[float | None] = mapped_column(Numeric(12, 2, asdecimal=False))
+    region_code: Mapped[str] = mapped_column(CODE)
+    acquired_on: Mapped[dt.date] = mapped_column(Date)
+    disposed_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class DisabilityFact(_Provenance, Base):
+    __tablename__ = "fact_disability"
+    __table_args__ = (
+        Index("ix_fact_disability_iin", "iin"),
+        Index("ix_fact_disability_batch_id", "batch_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    iin: Mapped[str] = mapped_column(IIN)
+    disability_group: Mapped[str] = mapped_column(CODE)
+    assigned_on: Mapped[dt.date] = mapped_column(Date)
+    valid_until: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class FinanceFact(_Provenance, Base):
+    __tablename__ = "fact_finance"
+    __table_args__ = (
+        Index("ix_fact_finance_iin", "iin"),
+        Index("ix_fact_finance_batch_id", "batch_id"),
+    )
+
+    id: Mapped[int] = _pk()
+    iin: Mapped[str] = mapped_column(IIN)
+    product: Mapped[str] = mapped_column(CODE)
+    contract_id: Mapped[str] = mapped_column(TEXT)
+    balance_tiyn: Mapped[int] = mapped_column(BigInteger)
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    closed_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+FACT_TABLES = {
+    "population": PopulationFact.__table__,
+    "household": HouseholdFact.__table__,
+    "income": IncomeFact.__table__,
+    "employment": EmploymentFact.__table__,
+    "property": PropertyFact.__table__,
+    "disability": DisabilityFact.__table__,
+    "finance": FinanceFact.__table__,
+}

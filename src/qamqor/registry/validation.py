@@ -1,0 +1,185 @@
+"""Row validation as one DuckDB query per source, generated from the catalogue.
+
+Each value is checked against its column type and every failed check adds a reason code
+``<check>:<column>`` (for example ``check_digit:iin``, ``bad_date:birth_date``). A row with no
+reasons becomes a fact; the query also yields the typed values the fact tables store. Being
+SQL, the checks run vectorised over millions of rows; ``iin.is_valid`` and friends are the
+scalar twins, and tests hold the two equal.
+
+Leading and trailing spaces are not part of a value (fixed-width exports pad them); nothing else
+is repaired: a value either passes as sent or the row is rejected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from qamqor.registry.catalogue import Column, Source
+from qamqor.registry.iin import iin_valid_sql
+
+MONEY_PATTERN = r"[0-9]{1,15}([.,][0-9]{1,2})?"
+NAME_PATTERN = r"\p{L}[\p{L}\p{M} ''’.\-]*"  # '' is a quote inside the SQL literal
+
+# Mojibake: UTF-8 text decoded as CP1251 (or Latin-1) turns every Cyrillic letter into a pair:
+# a lead character (Р С Т У, or Ð Ñ Ò Ó) and one of the characters that bytes 0x80-0xBF decode
+# to. A name that is mostly such pairs is garbled; a single pair can be legitimate (all-caps
+# Kazakh "БЕРІК" has "РІ"), so the test is the share of the string the pairs cover.
+_CP1251_TAIL = "".join(
+    ch for ch in bytes(range(0x80, 0xC0)).decode("cp1251", errors="replace") if ch != "\ufffd"
+)
+_LATIN1_TAIL = bytes(range(0x80, 0xC0)).decode("latin-1")
+_MOJIBAKE_PAIR = (
+    "[РСТУ][" + "".join(f"\\x{{{ord(c):04X}}}" for c in _CP1251_TAIL) + "\\x{FFFD}]"
+    "|[ÐÑÒÓ][" + "".join(f"\\x{{{ord(c):04X}}}" for c in _LATIN1_TAIL) + "]"
+)
+
+
+def mojibake_sql(value: str) -> str:
+    pairs = f"len(regexp_extract_all({value}, '{_MOJIBAKE_PAIR}'))"
+    letters = f"length(replace({value}, ' ', ''))"
+    return f"(strpos({value}, '\ufffd') > 0 OR ({pairs} > 0 AND 4 * {pairs} >= {letters}))"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _date_sql(v: str) -> str:
+    return (
+        f"CASE WHEN regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}') "
+        f"THEN TRY_CAST({v} AS DATE) "
+        f"WHEN regexp_full_match({v}, '[0-9]{{2}}\\.[0-9]{{2}}\\.[0-9]{{4}}') "
+        f"THEN CAST(TRY_STRPTIME({v}, '%d.%m.%Y') AS DATE) END"
+    )
+
+
+def _month_sql(v: str) -> str:
+    return (
+        f"CASE WHEN regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{2}}') "
+        f"THEN TRY_CAST({v} || '-01' AS DATE) END"
+    )
+
+
+def _amount_sql(v: str, scale: int) -> str:
+    return (
+        f"CASE WHEN regexp_full_match({v}, '{MONEY_PATTERN}') "
+        f"THEN CAST(CAST(replace({v}, ',', '.') AS DECIMAL(18,2)) * {scale} AS BIGINT) END"
+    )
+
+
+def _checks(column: Column, v: str, typed: str, today: dt.date) -> list[str]:
+    """(condition, reason) pairs as SQL CASE arms, evaluated only on a non-empty value."""
+    name = column.name
+    arms: list[tuple[str, str]] = []
+    if column.type in ("iin", "bin"):
+        arms.append((f"NOT regexp_full_match({v}, '[0-9]{{12}}')", f"bad_format:{name}"))
+        arms.append((f"NOT {iin_valid_sql(v)}", f"check_digit:{name}"))
+    elif column.type == "date":
+        arms.append((f"{typed} IS NULL", f"bad_date:{name}"))
+        arms.append(
+            (f"{typed} < DATE '1900-01-01' OR {typed} > DATE '2100-12-31'", f"date_out_of_range:{name}")
+        )
+        if column.past:
+            arms.append((f"{typed} > DATE '{today.isoformat()}'", f"date_in_future:{name}"))
+    elif column.type == "month":
+        arms.append((f"{typed} IS NULL", f"bad_month:{name}"))
+        arms.append(
+            (f"{typed} < DATE '1900-01-01' OR {typed} > DATE '2100-12-01'", f"date_out_of_range:{name}")
+        )
+    elif column.type in ("money", "decimal"):
+        arms.append((f"starts_with({v}, '-')", f"negative_amount:{name}"))
+        arms.append((f"{typed} IS NULL", f"bad_amount:{name}"))
+    elif column.type == "code":
+        values = ", ".join(_literal(x) for x in column.values)
+        arms.append((f"{v} NOT IN ({values})", f"unknown_code:{name}"))
+    elif column.type == "name":
+        arms.append((f"length({v}) > 100", f"too_long:{name}"))
+        arms.append((mojibake_sql(v), f"mojibake:{name}"))
+        arms.append(
+            (
+                f"NOT {mojibake_sql(v)} AND NOT regexp_full_match({v}, '{NAME_PATTERN}')",
+                f"bad_name:{name}",
+            )
+        )
+    elif column.type == "text":
+        arms.append((f"length({v}) > 200", f"too_long:{name}"))
+        arms.append((mojibake_sql(v), f"mojibake:{name}"))
+    elif column.type == "record_id":
+        arms.append((f"length({v}) > 64", f"too_long:{name}"))
+    # Several arms of a type can fail at once (a name both too long and garbled); report each
+    # that is independent, but a malformed IIN has no check digit to report, and a date that
+    # does not parse has no range.
+    sql: list[str] = []
+    for i, (condition, reason) in enumerate(arms):
+        guard = ""
+        if column.type in ("iin", "bin") and i == 1:
+            guard = f"regexp_full_match({v}, '[0-9]{{12}}') AND "
+        if column.type in ("date", "month", "money", "decimal") and i >= 1 and "IS NULL" not in condition:
+            guard = f"{typed} IS NOT NULL AND "
+        if column.type in ("money", "decimal") and "IS NULL" in condition:
+            guard = f"NOT starts_with({v}, '-') AND "
+        sql.append(f"CASE WHEN {guard}({condition}) THEN '{reason}' END")
+    return sql
+
+
+def fact_column(column: Column) -> str:
+    """The fact table's column for a catalogue column (money is stored in tiyn)."""
+    if column.type == "record_id":
+        return "source_record_id"
+    if column.type == "money":
+        return f"{column.name}_tiyn"
+    return column.name
+
+
+def validation_sql(
+    source: Source, table: str, today: dt.date, passthrough: tuple[str, ...] = ()
+) -> str:
+    """SELECT over ``table`` (the staged strings) giving typed values and a ``reasons`` list.
+
+    ``all_reasons`` adds the cross-column checks; ``passthrough`` columns are carried along.
+    """
+    typed_exprs: list[str] = []
+    reason_exprs: list[str] = []
+    for column in source.columns:
+        v = f"NULLIF(trim({_q(column.name)}), '')"
+        typed: str
+        if column.type == "date":
+            typed = _date_sql(v)
+        elif column.type == "month":
+            typed = _month_sql(v)
+        elif column.type == "money":
+            typed = _amount_sql(v, 100)
+        elif column.type == "decimal":
+            typed = (
+                f"CASE WHEN regexp_full_match({v}, '{MONEY_PATTERN}') "
+                f"THEN CAST(CAST(replace({v}, ',', '.') AS DECIMAL(12,2)) AS VARCHAR) END"
+            )
+        else:
+            typed = v
+        typed_exprs.append(f"{typed} AS {_q(fact_column(column))}")
+        if column.required:
+            reason_exprs.append(f"CASE WHEN {v} IS NULL THEN 'missing_value:{column.name}' END")
+        for arm in _checks(column, v, typed, today):
+            reason_exprs.append(f"CASE WHEN {v} IS NOT NULL THEN {arm} END")
+    valid_from = source.column(source.valid_from)
+    valid_to = source.column(source.valid_to)
+    vf = _q(fact_column(valid_from))
+    vt = _q(fact_column(valid_to))
+    valid_to_expr = f"last_day({vt})" if valid_to.type == "month" else vt
+    return f"""
+WITH typed AS (
+    SELECT line_no, raw, {"".join(_q(p) + ", " for p in passthrough)}{", ".join(typed_exprs)},
+           list_filter([{", ".join(reason_exprs)}], lambda r: r IS NOT NULL) AS reasons
+    FROM {table}
+)
+SELECT *,
+       {vf} AS valid_from,
+       {valid_to_expr} AS valid_to,
+       CASE WHEN {vf} IS NOT NULL AND {vt} IS NOT NULL AND {valid_to_expr} < {vf}
+            THEN list_append(reasons, 'period_inverted') ELSE reasons END AS all_reasons
+FROM typed
+"""

@@ -1,0 +1,51 @@
+"""The FastAPI application: ``/api/v1`` routers of every feature, health and OpenAPI docs."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from qamqor import __version__
+from qamqor.kit.db import get_engine
+from qamqor.registry.api import router as registry_router
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Qamqor",
+        version=__version__,
+        description="Open platform for proactive, targeted social protection.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.include_router(registry_router, prefix="/api/v1")
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
+    def healthz() -> JSONResponse:
+        engine = get_engine()
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            return JSONResponse(
+                {"status": "unavailable", "database": engine.dialect.name, "error": type(exc).__name__},
+                status_code=503,
+            )
+        return JSONResponse(
+            {"status": "ok", "database": engine.dialect.name, "version": __version__}
+        )
+
+    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
+    def index() -> str:
+        return (
+            "<!doctype html><meta charset=utf-8><title>Qamqor</title>"
+            "<h1>Qamqor</h1><ul>"
+            "<li><a href=/docs>API documentation (OpenAPI)</a></li>"
+            "<li><a href=/api/v1/registry/batches>Ingested batches</a></li>"
+            "<li><a href=/api/v1/registry/sources>Source registries</a></li>"
+            "<li><a href=/healthz>Health</a></li></ul>"
+        )
+
+    return app
