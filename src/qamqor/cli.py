@@ -197,9 +197,11 @@ def batches_rejections(
     reason: Annotated[str | None, typer.Option(help="Only rejections citing this reason.")] = None,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     limit: Annotated[int, typer.Option(min=1)] = 20,
+    lang: Annotated[str, typer.Option(help="Language of the explanations: ru, kk or en.")] = "en",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show a batch's rejected rows: line, record id, reasons and the raw row."""
+    from qamqor.kit.i18n import explain_reason
     from qamqor.kit.db import session_scope
     from qamqor.registry import service
 
@@ -212,7 +214,9 @@ def batches_rejections(
             raise _fail(str(exc)) from exc
         items = [
             {"line_no": r.line_no, "source_record_id": r.source_record_id,
-             "reasons": r.reasons.split(), "raw": r.raw}
+             "reasons": r.reasons.split(),
+             "explanations": [explain_reason(c, lang) for c in r.reasons.split()],
+             "raw": r.raw}
             for r in rows
         ]
     if as_json:
@@ -223,7 +227,7 @@ def batches_rejections(
         table.add_column(name, overflow="fold")
     for item in items:
         table.add_row(str(item["line_no"]), str(item["source_record_id"] or ""),
-                      " ".join(item["reasons"]), str(item["raw"]))
+                      "; ".join(item["explanations"]), str(item["raw"]))
     console.print(table)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from sqlalchemy.orm import Session
 
 from qamqor.kit.db import session_scope
 from qamqor.kit.errors import NotFoundError
+from qamqor.kit.i18n import explain_reason, normalise_language
 from qamqor.kit.settings import get_settings
 from qamqor.registry import service
 from qamqor.registry.catalogue import sources
@@ -93,6 +94,10 @@ def list_rejections(
     batch_id: int,
     session: SessionDep,
     reason: Annotated[str | None, Query(description="Only rejections citing this reason")] = None,
+    lang: Annotated[
+        str | None, Query(description="ru, kk or en; default from Accept-Language")
+    ] = None,
+    accept_language: Annotated[str | None, Header()] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1)] = 50,
 ) -> Page[RejectionOut]:
@@ -102,12 +107,14 @@ def list_rejections(
         )
     except NotFoundError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
+    language = normalise_language(lang or accept_language)
     return Page(
         items=[
             RejectionOut(
                 line_no=r.line_no,
                 source_record_id=r.source_record_id,
                 reasons=r.reasons.split(),
+                explanations=[explain_reason(code, language) for code in r.reasons.split()],
                 raw=r.raw,
             )
             for r in rows

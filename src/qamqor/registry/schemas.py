@@ -46,7 +46,8 @@ class RejectionOut(BaseModel):
 
     line_no: int = Field(description="Line in the file (CSV header = 1) or row number (Parquet)")
     source_record_id: str | None
-    reasons: list[str]
+    reasons: list[str] = Field(description="Reason codes, <check>:<column>")
+    explanations: list[str] = Field(description="The reasons in words, in the requested language")
     raw: str
 
 

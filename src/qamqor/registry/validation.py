@@ -17,6 +17,16 @@ import datetime as dt
 from qamqor.registry.catalogue import Column, Source
 from qamqor.registry.iin import iin_valid_sql
 
+# Every reason a row can be refused for; each has a text in ru/kk/en (locale/*/messages.po).
+REASON_CHECKS = (
+    "missing_value", "bad_format", "check_digit", "bad_date", "date_out_of_range",
+    "date_in_future", "bad_month", "negative_amount", "bad_amount", "unknown_code", "too_long",
+    "mojibake", "bad_name", "period_inverted", "conflicting_record_id",
+    # structural: the line could not be split into the schema's fields (registry/reading.py)
+    "empty_line", "wrong_field_count", "malformed_csv", "malformed_json", "not_an_object",
+    "unexpected_field",
+)  # fmt: skip
+
 MONEY_PATTERN = r"[0-9]{1,15}([.,][0-9]{1,2})?"
 NAME_PATTERN = r"\p{L}[\p{L}\p{M} ''’.\-]*"  # '' is a quote inside the SQL literal
 

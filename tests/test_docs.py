@@ -1,0 +1,58 @@
+"""Documentation that cannot fall behind: every command, setting and route is in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer.main
+from click import Group
+
+from qamqor.cli import app
+from qamqor.kit.settings import Settings
+from qamqor.web.app import create_app
+
+README = (Path(__file__).parent.parent / "README.md").read_text("utf-8")
+
+
+def _commands(group: Group, prefix: str) -> list[str]:
+    found = []
+    for name, command in group.commands.items():
+        path = f"{prefix} {name}"
+        if isinstance(command, Group):
+            found.extend(_commands(command, path))
+        else:
+            found.append(path)
+    return found
+
+
+def test_every_cli_command_is_documented() -> None:
+    group = typer.main.get_command(app)
+    assert isinstance(group, Group)
+    commands = _commands(group, "qamqor")
+    assert "qamqor ingest" in commands
+    missing = [c for c in commands if f"`{c}" not in README]
+    assert not missing, f"README does not document: {missing}"
+
+
+def test_every_setting_is_documented() -> None:
+    missing = [
+        f"QAMQOR_{name.upper()}" for name in Settings.model_fields
+        if f"QAMQOR_{name.upper()}" not in README
+    ]
+    assert not missing, f"README does not document: {missing}"
+
+
+def test_every_api_route_is_documented() -> None:
+    routes = [
+        getattr(r, "path", "") for r in create_app().routes
+        if getattr(r, "path", "").startswith(("/api", "/healthz"))
+    ]
+    assert routes
+    missing = [path for path in routes if f"`{path}`" not in README and f"{path}`" not in README]
+    assert not missing, f"README does not document: {missing}"
+
+
+def test_quick_start_begins_with_the_two_commands() -> None:
+    quick = README.split("## Quick start", 1)[1]
+    commands = [line.strip() for line in quick.splitlines() if line.strip().startswith("make ")]
+    assert commands[:2] == ["make demo", "make test"]
