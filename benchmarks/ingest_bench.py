@@ -69,9 +69,13 @@ def fresh_database(kind: str, var_dir: Path, tag: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--households", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--db", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--db", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"]
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--keep", action="store_true", help="keep generated extracts")
@@ -81,7 +85,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
     lines = [
-        f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        f"machine: {os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}",
         "",
         "| households | stage | database | rows | wall s | rows/s | peak RSS MiB |",
         "|---:|---|---|---:|---:|---:|---:|",
@@ -93,8 +98,16 @@ def main() -> None:
             shutil.rmtree(out_dir)
         synth = run_measured(
             f"synth-{households}",
-            [*QAMQOR, "synth", "--households", str(households), "--seed", str(args.seed),
-             "--out", str(out_dir)],
+            [
+                *QAMQOR,
+                "synth",
+                "--households",
+                str(households),
+                "--seed",
+                str(args.seed),
+                "--out",
+                str(out_dir),
+            ],
             env,
         )
         manifest = json.loads((out_dir / "manifest.json").read_text())
@@ -113,7 +126,9 @@ def main() -> None:
             ingest = run_measured(
                 f"ingest-{kind}-{households}", [*QAMQOR, "ingest", str(out_dir), "--json"], db_env
             )
-            reports = [json.loads(line) for line in ingest.output.splitlines() if line.startswith("{")]
+            reports = [
+                json.loads(line) for line in ingest.output.splitlines() if line.startswith("{")
+            ]
             ingest.rows = sum(r.get("rows_read", 0) for r in reports)
             if not all(r.get("reconciles") for r in reports):
                 sys.exit(f"ingest did not reconcile: {reports}")

@@ -33,7 +33,9 @@ def test_ingest_json_reports_reconcile_and_reingest_is_a_no_op(
 
     listing = runner.invoke(app, ["batches", "list"])
     assert "pop.csv" in listing.stdout
-    shown = runner.invoke(app, ["batches", "rejections", str(report["batch_id"]), "--json", "--lang", "ru"])
+    shown = runner.invoke(
+        app, ["batches", "rejections", str(report["batch_id"]), "--json", "--lang", "ru"]
+    )
     item = json.loads(shown.stdout)["items"][0]
     assert item["line_no"] == 5
     assert item["explanations"] == ["iin: не 12 цифр"]

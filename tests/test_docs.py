@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer.main
-from click import Group
 
 from qamqor.cli import app
 from qamqor.kit.settings import Settings
@@ -14,11 +14,11 @@ from qamqor.web.app import create_app
 README = (Path(__file__).parent.parent / "README.md").read_text("utf-8")
 
 
-def _commands(group: Group, prefix: str) -> list[str]:
+def _commands(group: Any, prefix: str) -> list[str]:
     found = []
     for name, command in group.commands.items():
         path = f"{prefix} {name}"
-        if isinstance(command, Group):
+        if hasattr(command, "commands"):
             found.extend(_commands(command, path))
         else:
             found.append(path)
@@ -27,7 +27,6 @@ def _commands(group: Group, prefix: str) -> list[str]:
 
 def test_every_cli_command_is_documented() -> None:
     group = typer.main.get_command(app)
-    assert isinstance(group, Group)
     commands = _commands(group, "qamqor")
     assert "qamqor ingest" in commands
     missing = [c for c in commands if f"`{c}" not in README]
@@ -36,7 +35,8 @@ def test_every_cli_command_is_documented() -> None:
 
 def test_every_setting_is_documented() -> None:
     missing = [
-        f"QAMQOR_{name.upper()}" for name in Settings.model_fields
+        f"QAMQOR_{name.upper()}"
+        for name in Settings.model_fields
         if f"QAMQOR_{name.upper()}" not in README
     ]
     assert not missing, f"README does not document: {missing}"
@@ -44,7 +44,8 @@ def test_every_setting_is_documented() -> None:
 
 def test_every_api_route_is_documented() -> None:
     routes = [
-        getattr(r, "path", "") for r in create_app().routes
+        getattr(r, "path", "")
+        for r in create_app().routes
         if getattr(r, "path", "").startswith(("/api", "/healthz"))
     ]
     assert routes

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from qamqor.kit.errors import QamqorError
@@ -20,12 +21,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="The system-of-record database: schema migrations.", no_args_is_help=True)
-batches_app = typer.Typer(help="Ingested registry batches and their rejections.", no_args_is_help=True)
+batches_app = typer.Typer(
+    help="Ingested registry batches and their rejections.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(batches_app, name="batches")
 
 console = Console()
 err = Console(stderr=True)
+
+
+def _advance(progress: Progress, task: TaskID, rows: int) -> None:
+    progress.update(task, completed=rows)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -95,7 +102,9 @@ def ingest(
         str | None,
         typer.Option(help="Source registry code; by default inferred from the columns."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report per batch.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON report per batch.")
+    ] = False,
 ) -> None:
     """Ingest registry extracts: every row becomes a fact or a rejection with its reasons."""
     from qamqor.registry.ingest import expand_paths, ingest_file
@@ -122,7 +131,7 @@ def ingest(
                     path,
                     source=source or manifest_source,
                     manifest=entry,
-                    progress=lambda rows, task=task: progress.update(task, completed=rows),
+                    progress=partial(_advance, progress, task),
                 )
             except QamqorError as exc:
                 failures += 1
@@ -137,8 +146,23 @@ def ingest(
                 print(json.dumps(report.to_dict(), ensure_ascii=False))
     if not as_json and reports:
         table = Table(title="Ingest")
-        for name in ("file", "source", "batch", "status", "read", "facts", "rejected", "dupes", "s"):
-            table.add_column(name, justify="right" if name in ("read", "facts", "rejected", "dupes", "s", "batch") else "left")
+        for name in (
+            "file",
+            "source",
+            "batch",
+            "status",
+            "read",
+            "facts",
+            "rejected",
+            "dupes",
+            "s",
+        ):
+            table.add_column(
+                name,
+                justify="right"
+                if name in ("read", "facts", "rejected", "dupes", "s", "batch")
+                else "left",
+            )
         for r in reports:
             table.add_row(
                 Path(r.file).name,
@@ -159,7 +183,9 @@ def ingest(
         if reasons:
             console.print(
                 "rejections by reason: "
-                + ", ".join(f"{code} {n:,}" for code, n in sorted(reasons.items(), key=lambda x: -x[1]))
+                + ", ".join(
+                    f"{code} {n:,}" for code, n in sorted(reasons.items(), key=lambda x: -x[1])
+                )
             )
     if failures:
         raise typer.Exit(code=1)
@@ -185,8 +211,14 @@ def batches_list(
             table.add_column(name)
         for b in rows:
             table.add_row(
-                str(b.id), b.source, b.file_name, f"{b.rows_read:,}", f"{b.facts:,}",
-                f"{b.rejections:,}", f"{b.duplicates:,}", f"{b.received_at:%Y-%m-%d %H:%M}",
+                str(b.id),
+                b.source,
+                b.file_name,
+                f"{b.rows_read:,}",
+                f"{b.facts:,}",
+                f"{b.rejections:,}",
+                f"{b.duplicates:,}",
+                f"{b.received_at:%Y-%m-%d %H:%M}",
             )
     console.print(table)
 
@@ -201,8 +233,8 @@ def batches_rejections(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show a batch's rejected rows: line, record id, reasons and the raw row."""
-    from qamqor.kit.i18n import explain_reason
     from qamqor.kit.db import session_scope
+    from qamqor.kit.i18n import explain_reason
     from qamqor.registry import service
 
     with session_scope() as session:
@@ -213,10 +245,13 @@ def batches_rejections(
         except QamqorError as exc:
             raise _fail(str(exc)) from exc
         items = [
-            {"line_no": r.line_no, "source_record_id": r.source_record_id,
-             "reasons": r.reasons.split(),
-             "explanations": [explain_reason(c, lang) for c in r.reasons.split()],
-             "raw": r.raw}
+            {
+                "line_no": r.line_no,
+                "source_record_id": r.source_record_id,
+                "reasons": r.reasons.split(),
+                "explanations": [explain_reason(c, lang) for c in r.reasons.split()],
+                "raw": r.raw,
+            }
             for r in rows
         ]
     if as_json:
@@ -226,8 +261,12 @@ def batches_rejections(
     for name in ("line", "record", "reasons", "raw"):
         table.add_column(name, overflow="fold")
     for item in items:
-        table.add_row(str(item["line_no"]), str(item["source_record_id"] or ""),
-                      "; ".join(item["explanations"]), str(item["raw"]))
+        table.add_row(
+            str(item["line_no"]),
+            str(item["source_record_id"] or ""),
+            "; ".join(str(x) for x in item["explanations"]),  # type: ignore[union-attr]
+            str(item["raw"]),
+        )
     console.print(table)
 
 

@@ -33,8 +33,7 @@ def test_second_weights_apply_when_the_first_sum_gives_ten() -> None:
     first11 = next(
         f"{n:011d}"
         for n in range(10**10, 10**10 + 10**5)
-        if sum(w * int(d) for w, d in zip(iin.FIRST_WEIGHTS, f"{n:011d}", strict=True)) % 11
-        == 10
+        if sum(w * int(d) for w, d in zip(iin.FIRST_WEIGHTS, f"{n:011d}", strict=True)) % 11 == 10
     )
     second = sum(w * int(d) for w, d in zip(iin.SECOND_WEIGHTS, first11, strict=True)) % 11
     assert iin.check_digit(first11) == (None if second == 10 else second)

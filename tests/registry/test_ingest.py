@@ -59,9 +59,13 @@ def test_csv_encodings_and_separators(
     assert (report.rows_read, report.facts, report.rejections, report.duplicates) == (30, 30, 0, 0)
     with engine.connect() as conn:
         stored = conn.execute(
-            select(PopulationFact.iin, PopulationFact.last_name, PopulationFact.line_no,
-                   PopulationFact.source_record_id, PopulationFact.valid_from)
-            .order_by(PopulationFact.line_no)
+            select(
+                PopulationFact.iin,
+                PopulationFact.last_name,
+                PopulationFact.line_no,
+                PopulationFact.source_record_id,
+                PopulationFact.valid_from,
+            ).order_by(PopulationFact.line_no)
         ).all()
     assert [s.iin for s in stored] == [r["iin"] for r in rows]
     names = [s.last_name for s in stored]
@@ -78,7 +82,9 @@ def test_jsonl_and_parquet(engine: Engine, tmp_path: Path) -> None:
     rows = population_rows(20)
     jsonl = ingest_file(write_jsonl(tmp_path / "pop.jsonl", rows), engine=engine, today=TODAY)
     other = population_rows(15, start=100)
-    parquet = ingest_file(write_parquet(tmp_path / "pop.parquet", other), engine=engine, today=TODAY)
+    parquet = ingest_file(
+        write_parquet(tmp_path / "pop.parquet", other), engine=engine, today=TODAY
+    )
     assert (jsonl.format, jsonl.facts, jsonl.rejections) == ("jsonl", 20, 0)
     assert (parquet.format, parquet.facts, parquet.rejections) == ("parquet", 15, 0)
     assert count(engine, PopulationFact) == 35
@@ -94,14 +100,18 @@ def test_money_is_stored_in_tiyn_and_months_as_periods(engine: Engine, tmp_path:
     assert report.facts == 3
     with engine.connect() as conn:
         stored = conn.execute(
-            select(IncomeFact.amount_tiyn, IncomeFact.period, IncomeFact.valid_to).order_by(IncomeFact.line_no)
+            select(IncomeFact.amount_tiyn, IncomeFact.period, IncomeFact.valid_to).order_by(
+                IncomeFact.line_no
+            )
         ).all()
     assert [s.amount_tiyn for s in stored] == [15234050, 8500000, 7]
     assert str(stored[0].period) == "2026-01-01"
     assert str(stored[0].valid_to) == "2026-01-31"
 
 
-def test_bad_rows_are_rejected_with_line_reason_and_raw_text(engine: Engine, tmp_path: Path) -> None:
+def test_bad_rows_are_rejected_with_line_reason_and_raw_text(
+    engine: Engine, tmp_path: Path
+) -> None:
     rows = population_rows(6)
     rows[1]["iin"] = rows[1]["iin"][:11] + str((int(rows[1]["iin"][11]) + 1) % 10)
     rows[2]["birth_date"] = "31.02.1990"
@@ -113,8 +123,11 @@ def test_bad_rows_are_rejected_with_line_reason_and_raw_text(engine: Engine, tmp
     assert (report.facts, report.rejections, report.duplicates) == (1, 5, 0)
     got = rejections(engine)
     assert [(line, record) for line, record, _, _ in got] == [
-        (3, "POP-00000001"), (4, "POP-00000002"), (5, "POP-00000003"),
-        (6, "POP-00000004"), (7, "POP-00000005"),
+        (3, "POP-00000001"),
+        (4, "POP-00000002"),
+        (5, "POP-00000003"),
+        (6, "POP-00000004"),
+        (7, "POP-00000005"),
     ]
     assert got[0][2] == "check_digit:iin"
     assert got[1][2] == "bad_date:birth_date"
@@ -136,7 +149,9 @@ def test_missing_values_and_negative_amounts(engine: Engine, tmp_path: Path) -> 
     )
     assert report.rejections == 3
     assert [r[2] for r in rejections(engine)] == [
-        "missing_value:iin", "negative_amount:amount", "bad_amount:amount",
+        "missing_value:iin",
+        "negative_amount:amount",
+        "bad_amount:amount",
     ]
 
 
@@ -171,9 +186,19 @@ def test_exact_path_accounts_for_blank_lines_quotes_and_wrong_field_counts(
     body = to_csv_bytes(population_rows(3)).decode()
     lines = body.splitlines()
     quoted = lines[3].replace("Ким", '"Ким\nпродолжение"') if "Ким" in lines[3] else lines[3]
-    text_ = "\n".join(
-        [lines[0], lines[1], "", "only;three;fields", lines[2], quoted.replace(";urban;", ";urban;extra;")]
-    ) + "\n"
+    text_ = (
+        "\n".join(
+            [
+                lines[0],
+                lines[1],
+                "",
+                "only;three;fields",
+                lines[2],
+                quoted.replace(";urban;", ";urban;extra;"),
+            ]
+        )
+        + "\n"
+    )
     path = tmp_path / "odd.csv"
     path.write_text(text_, "utf-8")
     report = ingest_file(path, engine=engine, source="population", today=TODAY)
@@ -195,7 +220,9 @@ def test_jsonl_exact_path_for_malformed_lines(engine: Engine, tmp_path: Path) ->
     report = ingest_file(path, engine=engine, today=TODAY)
     assert (report.rows_read, report.facts, report.rejections) == (6, 3, 3)
     assert [(line, reason) for line, _, reason, _ in rejections(engine)] == [
-        (2, "malformed_json"), (3, "not_an_object"), (4, "unexpected_field"),
+        (2, "malformed_json"),
+        (3, "not_an_object"),
+        (4, "unexpected_field"),
     ]
 
 
@@ -297,7 +324,9 @@ def test_a_failed_write_leaves_no_half_batch(
     assert count(engine, PopulationFact) == 0
 
 
-def test_large_file_takes_several_batches(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_file_takes_several_batches(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from qamqor.registry import ingest as ingest_module
     from qamqor.registry import reading
 
@@ -310,5 +339,7 @@ def test_large_file_takes_several_batches(engine: Engine, tmp_path: Path, monkey
     assert (report.facts, report.rejections) == (999, 1)
     assert rejections(engine)[0][0] == 502
     with engine.connect() as conn:
-        lines = [r[0] for r in conn.execute(text("SELECT line_no FROM fact_population ORDER BY line_no"))]
+        lines = [
+            r[0] for r in conn.execute(text("SELECT line_no FROM fact_population ORDER BY line_no"))
+        ]
     assert lines == [n for n in range(2, 1002) if n != 502]

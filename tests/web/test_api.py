@@ -38,11 +38,20 @@ def test_openapi_lists_the_registry_routes(client: TestClient) -> None:
 def test_sources_catalogue(client: TestClient) -> None:
     sources = {s["code"]: s for s in client.get("/api/v1/registry/sources").json()}
     assert set(sources) == {
-        "population", "household", "income", "employment", "property", "disability", "finance",
+        "population",
+        "household",
+        "income",
+        "employment",
+        "property",
+        "disability",
+        "finance",
     }
     assert sources["population"]["names"]["kk"].startswith("«Жеке тұлғалар»")
     assert sources["population"]["columns"][1] == {
-        "name": "iin", "type": "iin", "required": True, "values": [],
+        "name": "iin",
+        "type": "iin",
+        "required": True,
+        "values": [],
     }
 
 

@@ -10,7 +10,10 @@ class QamqorError(Exception):
 
 
 class InputFileError(QamqorError):
-    """A whole input file is unusable (unreadable, empty, truncated, wrong type); nothing was stored."""
+    """A whole input file is unusable (unreadable, empty, truncated, wrong type).
+
+    Raised before anything is stored: the database is as it was.
+    """
 
     code = "input_file"
 

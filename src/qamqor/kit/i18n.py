@@ -6,7 +6,7 @@ shipped. Message ids are stable keys (``reason.check_digit``); English is the fa
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from babel.messages.pofile import read_po
@@ -15,7 +15,7 @@ LANGUAGES = ("ru", "kk", "en")
 DEFAULT_LANGUAGE = "en"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _catalogue(lang: str) -> dict[str, str]:
     path = resources.files("qamqor").joinpath(f"locale/{lang}/LC_MESSAGES/messages.po")
     with path.open("rb") as handle:

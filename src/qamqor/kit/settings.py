@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     )
     ingest_memory_limit: str = Field(
         default="4GB",
-        description="Memory limit of the DuckDB staging engine used by ingest; it spills to disk beyond.",
+        description="Memory of the DuckDB staging engine used by ingest; it spills to disk beyond.",
     )
     ingest_threads: int = Field(
         default=2, ge=1, description="Threads the DuckDB staging engine may use during ingest."

@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run on the engine the caller hands over, or the configured one."""
+"""Alembic environment: migrations run on the connection the caller hands over, or its own."""
 
 from __future__ import annotations
 

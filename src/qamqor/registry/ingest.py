@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -55,6 +55,8 @@ class BatchReport:
     duplicates: int
     seconds: float
     rejection_reasons: dict[str, int] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds spent reading, checking, writing facts and rebuilding indexes."""
 
     @property
     def reconciles(self) -> bool:
@@ -169,10 +171,21 @@ def ingest_file(
         }
     )
     try:
+        phases: dict[str, float] = {}
+        mark = time.monotonic()
         read = _stage(con, info, src, progress)
+        phases["read"] = round(time.monotonic() - mark, 3)
         report = _classify_and_write(
-            con, info, src, read, engine=engine, today=today, received_at=received_at
+            con,
+            info,
+            src,
+            read,
+            engine=engine,
+            today=today,
+            received_at=received_at,
+            phases=phases,
         )
+        report.phases = phases
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
@@ -212,7 +225,9 @@ def _classify_and_write(
     engine: Engine,
     today: dt.date,
     received_at: dt.datetime,
+    phases: dict[str, float],
 ) -> BatchReport:
+    mark = time.monotonic()
     raw_columns = ", ".join(f'"{c}"' for c in src.column_names)
     record_id = "NULLIF(trim(record_id), '')"
     # A Parquet row has no text of its own: a rejected one keeps its values as JSON instead.
@@ -248,7 +263,10 @@ def _classify_and_write(
         """
     )
     con.execute("DROP TABLE staged")
-    counts = dict(con.execute("SELECT outcome, count(*) FROM classified GROUP BY outcome").fetchall())
+    phases["check"] = round(time.monotonic() - mark, 3)
+    counts = dict(
+        con.execute("SELECT outcome, count(*) FROM classified GROUP BY outcome").fetchall()
+    )
     facts = int(counts.get("fact", 0))
     duplicates = int(counts.get("duplicate", 0))
     rejected_rows = int(counts.get("rejected", 0))
@@ -315,7 +333,9 @@ def _classify_and_write(
             # (2 M rows into SQLite: 14 s with them, 3.5 s + 1.7 s to rebuild them after).
             # When a batch at least doubles its table, drop them and rebuild them once; DDL is
             # transactional on both databases, so a failure still leaves the table as it was.
-            existing = conn.execute(select(func.coalesce(func.max(fact_table.c.id), 0))).scalar_one()
+            existing = conn.execute(
+                select(func.coalesce(func.max(fact_table.c.id), 0))
+            ).scalar_one()
             rebuild = facts > 0 and facts >= existing
             if rebuild:
                 for index in fact_table.indexes:
@@ -324,10 +344,14 @@ def _classify_and_write(
                 conn.exec_driver_sql("PRAGMA cache_size=-262144")  # 256 MiB for this load
             else:
                 conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+            mark = time.monotonic()
             written = bulk_insert(conn, fact_table.name, table_columns, fact_batches())
+            phases["write"] = round(time.monotonic() - mark, 3)
             if rebuild:
+                mark = time.monotonic()
                 for index in fact_table.indexes:
                     index.create(conn)
+                phases["index"] = round(time.monotonic() - mark, 3)
             if written != facts:
                 raise RuntimeError(f"wrote {written} facts, expected {facts}")
             bulk_insert(
@@ -337,10 +361,10 @@ def _classify_and_write(
                 _rejection_batches(con, info, src, read, batch_id),
             )
             conn.execute(
-                Batch.__table__.update()
-                .where(Batch.id == batch_id)
-                .values(loaded_at=dt.datetime.now(dt.UTC))
+                update(Batch).where(Batch.id == batch_id).values(loaded_at=dt.datetime.now(dt.UTC))
             )
+            mark = time.monotonic()
+        phases["commit"] = round(time.monotonic() - mark, 3)
     except IntegrityError:
         # Another process loaded the same file meanwhile: its batch stands, ours is rolled back.
         existing = _existing_batch(engine, info.sha256)

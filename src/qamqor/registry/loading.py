@@ -24,21 +24,19 @@ def bulk_insert(
     column_list = ", ".join(f'"{c}"' for c in columns)
     written = 0
     if dialect == "postgresql":
-        with driver.cursor() as cursor:  # type: ignore[union-attr]
-            with cursor.copy(f'COPY "{table}" ({column_list}) FROM STDIN (FORMAT csv)') as copy:
-                for batch in batches:
-                    if batch.num_rows == 0:
-                        continue
-                    buffer = io.BytesIO()
-                    pacsv.write_csv(
-                        batch,
-                        buffer,
-                        write_options=pacsv.WriteOptions(
-                            include_header=False, quoting_style="needed"
-                        ),
-                    )
-                    copy.write(buffer.getbuffer())
-                    written += batch.num_rows
+        copy_sql = f'COPY "{table}" ({column_list}) FROM STDIN (FORMAT csv)'
+        with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[union-attr]
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                buffer = io.BytesIO()
+                pacsv.write_csv(
+                    batch,
+                    buffer,
+                    write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"),
+                )
+                copy.write(buffer.getbuffer())
+                written += batch.num_rows
         return written
     placeholders = ", ".join("?" for _ in columns)
     sql = f'INSERT INTO "{table}" ({column_list}) VALUES ({placeholders})'

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -63,7 +64,9 @@ class Rejection(Base):
     batch_id: Mapped[int] = mapped_column(ForeignKey("registry_batch.id", ondelete="CASCADE"))
     line_no: Mapped[int] = mapped_column(BigInteger)
     source_record_id: Mapped[str | None] = mapped_column(String(64))
-    reasons: Mapped[str] = mapped_column(Text)  # space-separated reason codes, e.g. "check_digit:iin"
+    reasons: Mapped[str] = mapped_column(
+        Text
+    )  # space-separated reason codes, e.g. "check_digit:iin"
     raw: Mapped[str] = mapped_column(Text)
 
 
@@ -195,12 +198,13 @@ class FinanceFact(_Provenance, Base):
     closed_on: Mapped[dt.date | None] = mapped_column(Date)
 
 
-FACT_TABLES = {
-    "population": PopulationFact.__table__,
-    "household": HouseholdFact.__table__,
-    "income": IncomeFact.__table__,
-    "employment": EmploymentFact.__table__,
-    "property": PropertyFact.__table__,
-    "disability": DisabilityFact.__table__,
-    "finance": FinanceFact.__table__,
+FACT_MODELS: dict[str, type[Base]] = {
+    "population": PopulationFact,
+    "household": HouseholdFact,
+    "income": IncomeFact,
+    "employment": EmploymentFact,
+    "property": PropertyFact,
+    "disability": DisabilityFact,
+    "finance": FinanceFact,
 }
+FACT_TABLES: dict[str, Table] = {code: model.__table__ for code, model in FACT_MODELS.items()}  # type: ignore[misc]

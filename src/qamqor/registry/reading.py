@@ -236,8 +236,12 @@ def match_source(info: FileInfo, columns: tuple[str, ...], source: str | None) -
 # --- readers ------------------------------------------------------------------------------
 
 
-def _string_table(columns: dict[str, pa.Array], names: tuple[str, ...], lines: pa.Array) -> pa.RecordBatch:
-    arrays = [columns[name] if name in columns else pa.nulls(len(lines), pa.string()) for name in names]
+def _string_table(
+    columns: dict[str, pa.Array], names: tuple[str, ...], lines: pa.Array
+) -> pa.RecordBatch:
+    arrays = [
+        columns[name] if name in columns else pa.nulls(len(lines), pa.string()) for name in names
+    ]
     arrays.append(lines)
     arrays.append(pa.nulls(len(lines), pa.string()))
     return pa.RecordBatch.from_arrays(arrays, names=[*names, "line_no", "raw"])

@@ -228,7 +228,7 @@ def income(
         (0, status == EMPLOYED, wage, employer),
         (1, ps.pensioner, pension, np.full(p, state_payer)),
         (2, child_benefit > 0, child_benefit, np.full(p, state_payer)),
-        (2, disability >= 0, dis_amount, np.full(p, state_payer)),
+        (2, disability < len(DISABILITY_GROUPS), dis_amount, np.full(p, state_payer)),
         (3, status == SELF_EMPLOYED, self_income, np.full(p, -1)),
     ]
     parts = []

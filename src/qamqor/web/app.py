@@ -30,7 +30,11 @@ def create_app() -> FastAPI:
                 conn.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
             return JSONResponse(
-                {"status": "unavailable", "database": engine.dialect.name, "error": type(exc).__name__},
+                {
+                    "status": "unavailable",
+                    "database": engine.dialect.name,
+                    "error": type(exc).__name__,
+                },
                 status_code=503,
             )
         return JSONResponse(
