@@ -131,14 +131,16 @@ def _visible_as_fact(engine: Engine, d: dict) -> bool:  # type: ignore[type-arg]
     if kind == "stale_records":
         found = rows(
             engine,
-            "SELECT updated_on FROM fact_employment WHERE source_record_id = :r AND end_date IS NULL",
+            "SELECT updated_on FROM fact_employment "
+            "WHERE source_record_id = :r AND end_date IS NULL",
             r=record,
         )
         return bool(found) and str(found[0][0]) < "2025-10-01"
     if kind == "missing_income_months":
         months = rows(
             engine,
-            "SELECT count(DISTINCT period) FROM fact_income WHERE iin = :i AND income_type = 'wage'",
+            "SELECT count(DISTINCT period) FROM fact_income "
+            "WHERE iin = :i AND income_type = 'wage'",
             i=person,
         )
         return months[0][0] < 3
