@@ -307,6 +307,10 @@ def make_persons(
     household, relation, age, sex = household[order], relation[order], age[order], sex[order]
     hh.size = np.bincount(household, minlength=n)
 
+    # Ages clamped above (pension age 63, adult 18, 97 at most) would put everyone clamped on
+    # one birth date and exhaust its 10,000 IIN serials at national scale: keep the whole
+    # years and spread the birthday over the year.
+    age = np.floor(age) + rng.random(len(age))
     birth = as_of - np.floor(age * 365.2425).astype(np.int64) - 1
     hazard = 0.00017 * np.exp(0.075 * age) + np.where(age < 1, 0.008, 0.0)
     dies = rng.random(len(age)) < hazard
