@@ -67,7 +67,8 @@ def test_every_injected_defect_is_rejected_or_visible(engine: Engine, extracts: 
         assert report.duplicates >= duplicates_by_source[report.source], report.source
 
     # A person-level defect can lose its evidence when another defect took a row of the same
-    # person out (their other household row had a broken IIN, their death record was garbled): the rejection explains it.
+    # person out (their other household row had a broken IIN, their death record was garbled):
+    # the rejection explains it.
     rejected_people = {d["iin"] for d in defects if (d["source"], d["record_id"]) in rejected}
     unexplained = []
     for d in defects:

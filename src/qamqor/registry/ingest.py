@@ -389,6 +389,11 @@ def _classify_and_write(
     )
 
 
+def _storable(raw: str) -> str:
+    """Raw text as a database can hold it: NUL (which PostgreSQL text refuses) as ``\\x00``."""
+    return raw.replace("\x00", "\\x00") if "\x00" in raw else raw
+
+
 def _rejection_batches(
     con: duckdb.DuckDBPyConnection,
     info: reading.FileInfo,
@@ -413,7 +418,7 @@ def _rejection_batches(
                     "line_no": s.line_no,
                     "source_record_id": None,
                     "reasons": s.reason,
-                    "raw": s.raw.rstrip("\r\n"),
+                    "raw": _storable(s.raw.rstrip("\r\n")),
                 }
                 for s in read.structural
             ],
@@ -435,9 +440,12 @@ def _rejection_batches(
                 {
                     "batch_id": batch_id,
                     "line_no": line,
-                    "source_record_id": record,
+                    # an unusable record id (too long, a NUL) stays readable in `raw`
+                    "source_record_id": record
+                    if record is not None and len(record) <= 64 and "\x00" not in record
+                    else None,
                     "reasons": reasons,
-                    "raw": raw if raw is not None else "",
+                    "raw": _storable(raw or ""),
                 }
             )
         yield pa.RecordBatch.from_pylist(rows, schema=schema)

@@ -135,7 +135,7 @@ def inspect_file(path: Path) -> FileInfo:
 
 def read_header(info: FileInfo) -> tuple[str, ...]:
     """The CSV header's field names, with the separator detected among ; , tab |."""
-    with info.path.open("r", encoding=info.encoding, newline="") as handle:
+    with info.path.open("r", encoding=info.encoding, newline="\n") as handle:
         line = handle.readline()
     line = line.rstrip("\r\n")
     if not line.strip():
@@ -375,7 +375,7 @@ def _exact_csv(info: FileInfo, source: Source, result: ReadResult) -> Iterator[p
     buffer: dict[str, list[str | None]] = {name: [] for name in header}
     line_numbers: list[int] = []
     raws: list[str] = []
-    with info.path.open("r", encoding=info.encoding, newline="") as handle:
+    with info.path.open("r", encoding=info.encoding, newline="\n") as handle:
         handle.readline()
         reader = csv.reader(lines_of(handle), delimiter=info.delimiter or ",", strict=True)
         last_line = 1
@@ -384,18 +384,21 @@ def _exact_csv(info: FileInfo, source: Source, result: ReadResult) -> Iterator[p
                 fields = next(reader)
             except StopIteration:
                 break
-            except csv.Error as exc:
+            except csv.Error:
                 raw = "".join(pending)
                 pending.clear()
-                result.structural.append(StructuralRejection(last_line + 1, "malformed_csv", raw))
-                last_line = reader.line_num + 1
+                line_no = last_line + 1
+                last_line = line_no + raw.count("\n") - (1 if raw.endswith("\n") else 0)
                 result.rows += 1
-                if "EOF" in str(exc) or "unexpected end of data" in str(exc):
+                if not raw.endswith("\n"):  # an open quote ran into the end of the file
                     _truncated(info)
+                result.structural.append(StructuralRejection(line_no, "malformed_csv", raw))
                 reader = csv.reader(lines_of(handle), delimiter=info.delimiter or ",", strict=True)
                 continue
             raw = "".join(pending)
             pending.clear()
+            # Lines are counted by LF only, as the fast path and inspect_file count them: a
+            # lone CR is a character of the row, not a line break.
             line_no = last_line + 1
             last_line = line_no + raw.count("\n") - (1 if raw.endswith("\n") else 0)
             result.rows += 1
@@ -474,7 +477,7 @@ def _exact_jsonl(info: FileInfo, source: Source, result: ReadResult) -> Iterator
     buffer: dict[str, list[str | None]] = {name: [] for name in names}
     line_numbers: list[int] = []
     raws: list[str] = []
-    with info.path.open("r", encoding=info.encoding, newline="") as handle:
+    with info.path.open("r", encoding=info.encoding, newline="\n") as handle:
         for line_no, line in enumerate(handle, start=1):
             result.rows += 1
             text = line.rstrip("\r\n")
@@ -517,7 +520,7 @@ def raw_lines(info: FileInfo, wanted: set[int]) -> dict[int, str]:
     if info.format == "parquet":
         return found
     last = max(wanted)
-    with info.path.open("r", encoding=info.encoding, newline="") as handle:
+    with info.path.open("r", encoding=info.encoding, newline="\n") as handle:
         for line_no, line in enumerate(handle, start=1):
             if line_no in wanted:
                 found[line_no] = line.rstrip("\r\n")

@@ -6,8 +6,9 @@ reasons becomes a fact; the query also yields the typed values the fact tables s
 SQL, the checks run vectorised over millions of rows; ``iin.is_valid`` and friends are the
 scalar twins, and tests hold the two equal.
 
-Leading and trailing spaces are not part of a value (fixed-width exports pad them); nothing else
-is repaired: a value either passes as sent or the row is rejected.
+Leading and trailing spaces (DuckDB's ``trim``: every Unicode space, the no-break space too, but
+not tabs) are not part of a value, since fixed-width exports pad them; nothing else is
+repaired: a value either passes as sent or the row is rejected.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from qamqor.registry.iin import iin_check_sql, iin_sums_sql
 
 # Every reason a row can be refused for; each has a text in ru/kk/en (locale/*/messages.po).
 REASON_CHECKS = (
-    "missing_value", "bad_format", "check_digit", "bad_date", "date_out_of_range",
+    "missing_value", "bad_character", "bad_format", "check_digit", "bad_date", "date_out_of_range",
     "date_in_future", "bad_month", "negative_amount", "bad_amount", "unknown_code", "too_long",
     "mojibake", "bad_name", "period_inverted", "conflicting_record_id",
     # structural: the line could not be split into the schema's fields (registry/reading.py)
@@ -183,6 +184,12 @@ def validation_sql(
         outputs.append(f"{t} AS {_q(fact_column(column))}")
         if column.required:
             reasons.append(f"CASE WHEN {v} IS NULL THEN 'missing_value:{column.name}' END")
+        # Control characters (NUL, tab, line breaks inside quotes) belong in no registry value;
+        # PostgreSQL cannot even store a NUL in text.
+        reasons.append(
+            f"CASE WHEN regexp_matches({v}, '[\\x00-\\x1F\\x7F]') "
+            f"THEN 'bad_character:{column.name}' END"
+        )
         reasons.extend(_checks(column, v, t, d, today))
     valid_from = source.column(source.valid_from)
     valid_to = source.column(source.valid_to)
