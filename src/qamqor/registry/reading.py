@@ -227,9 +227,13 @@ def match_source(info: FileInfo, columns: tuple[str, ...], source: str | None) -
     fits = [s for s in catalogue.values() if problems(s) is None]
     if len(fits) == 1:
         return fits[0]
+    closest = max(catalogue.values(), key=lambda s: len(set(s.column_names) & set(columns)))
+    hint = ""
+    if set(closest.column_names) & set(columns) - {"record_id", "iin", "updated_on"}:
+        hint = f"; closest is {closest.code}: {problems(closest)}"
     raise InputFileError(
         f"{info.path}: cannot tell which registry sent this file from its columns "
-        f"({', '.join(columns[:12])}); pass --source or ingest through a manifest"
+        f"({', '.join(columns[:12])}){hint}; pass --source or ingest through a manifest"
     )
 
 
