@@ -31,8 +31,8 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _advance(progress: Progress, task: TaskID, rows: int) -> None:
-    progress.update(task, completed=rows)
+def _advance(progress: Progress, task: TaskID, name: str, phase: str, rows: int) -> None:
+    progress.update(task, description=f"{phase} {name}", completed=rows)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -131,7 +131,7 @@ def ingest(
                     path,
                     source=source or manifest_source,
                     manifest=entry,
-                    progress=partial(_advance, progress, task),
+                    progress=partial(_advance, progress, task, path.name),
                 )
             except QamqorError as exc:
                 failures += 1

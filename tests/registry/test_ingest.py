@@ -343,3 +343,13 @@ def test_large_file_takes_several_batches(
             r[0] for r in conn.execute(text("SELECT line_no FROM fact_population ORDER BY line_no"))
         ]
     assert lines == [n for n in range(2, 1002) if n != 502]
+
+
+def test_progress_hears_each_phase_in_order(engine: Engine, tmp_path: Path) -> None:
+    heard: list[tuple[str, int]] = []
+    path = write_csv(tmp_path / "p.csv", population_rows(7))
+    ingest_file(path, engine=engine, today=TODAY, progress=lambda p, n: heard.append((p, n)))
+    phases = [p for p, _ in heard]
+    assert phases == sorted(phases, key=["reading", "checking", "writing"].index)
+    assert ("checking", 7) in heard
+    assert heard[-1] == ("writing", 7)

@@ -137,11 +137,12 @@ def ingest_file(
     manifest: ManifestEntry | None = None,
     engine: Engine | None = None,
     today: dt.date | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> BatchReport:
     """Ingest one extract file. Re-ingesting a file already loaded (same SHA-256) is a no-op.
 
     Raises InputFileError, having changed nothing, when the file as a whole is unusable.
+    ``progress(phase, rows)`` hears of the work: rows read, then checked, then written.
     """
     started = time.monotonic()
     engine = engine or get_engine()
@@ -184,6 +185,7 @@ def ingest_file(
             today=today,
             received_at=received_at,
             phases=phases,
+            progress=progress,
         )
         report.phases = phases
     finally:
@@ -197,7 +199,7 @@ def _stage(
     con: duckdb.DuckDBPyConnection,
     info: reading.FileInfo,
     src: Source,
-    progress: Callable[[int], None] | None,
+    progress: Callable[[str, int], None] | None,
 ) -> reading.ReadResult:
     columns = ", ".join(f'"{c}" VARCHAR' for c in src.column_names)
     con.execute(f"CREATE TABLE staged ({columns}, line_no BIGINT, raw VARCHAR)")
@@ -210,7 +212,7 @@ def _stage(
         con.execute("INSERT INTO staged SELECT * FROM incoming")
         con.unregister("incoming")
         if progress is not None:
-            progress(read.rows)
+            progress("reading", read.rows)
     if read.rows == 0:
         raise InputFileError(f"{info.path}: the file has a header but no data rows")
     return read
@@ -226,7 +228,10 @@ def _classify_and_write(
     today: dt.date,
     received_at: dt.datetime,
     phases: dict[str, float],
+    progress: Callable[[str, int], None] | None = None,
 ) -> BatchReport:
+    if progress is not None:
+        progress("checking", read.rows)
     mark = time.monotonic()
     raw_columns = ", ".join(f'"{c}"' for c in src.column_names)
     record_id = "NULLIF(trim(record_id), '')"
@@ -326,7 +331,12 @@ def _classify_and_write(
                 to_reader = getattr(relation, "to_arrow_reader", None)
                 if to_reader is None:
                     to_reader = relation.fetch_arrow_reader
-                yield from to_reader(WRITE_BATCH_ROWS)
+                done = 0
+                for batch in to_reader(WRITE_BATCH_ROWS):
+                    yield batch
+                    done += batch.num_rows
+                    if progress is not None:
+                        progress("writing", done)
 
             fact_table = FACT_TABLES[src.code]
             # Keeping the secondary indexes up to date row by row makes a bulk load 3x slower
