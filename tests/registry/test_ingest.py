@@ -353,3 +353,13 @@ def test_progress_hears_each_phase_in_order(engine: Engine, tmp_path: Path) -> N
     assert phases == sorted(phases, key=["reading", "checking", "writing"].index)
     assert ("checking", 7) in heard
     assert heard[-1] == ("writing", 7)
+
+
+def test_file_with_other_row_count_than_its_manifest_is_an_error(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "pop.csv", population_rows(5))
+    entry = ManifestEntry(source="population", path=path, sha256=None, rows=6)
+    with pytest.raises(InputFileError, match="announces 6 rows but the file holds 5"):
+        ingest_file(path, manifest=entry, engine=engine, today=TODAY)
+    assert count(engine, Batch) == 0

@@ -176,6 +176,11 @@ def ingest_file(
         mark = time.monotonic()
         read = _stage(con, info, src, progress)
         phases["read"] = round(time.monotonic() - mark, 3)
+        if manifest is not None and manifest.rows is not None and manifest.rows != read.rows:
+            raise InputFileError(
+                f"{path}: the manifest announces {manifest.rows:,} rows but the file holds "
+                f"{read.rows:,}: it was cut or padded after the manifest was made"
+            )
         report = _classify_and_write(
             con,
             info,
