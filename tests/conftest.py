@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,27 +50,34 @@ def _postgres_engine(schema: str) -> Engine:
     return make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
 
 
+@contextmanager
+def fresh_engine(kind: str, directory: Path) -> Iterator[Engine]:
+    """An engine on a database nothing has touched: a new SQLite file or PostgreSQL schema."""
+    if kind == "sqlite":
+        engine = make_engine(f"sqlite:///{directory / 'qamqor.db'}")
+        yield engine
+        engine.dispose()
+        return
+    schema = f"test_{uuid.uuid4().hex[:10]}"
+    engine = _postgres_engine(schema)  # skips, or fails when CI is set, without PostgreSQL
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def migrated_engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
     """An engine on an empty database migrated to head, one per backend per session."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("db") / "qamqor.db"
-        engine = make_engine(f"sqlite:///{path}")
+    with fresh_engine(request.param, tmp_path_factory.mktemp("db")) as engine:
         migrate.upgrade(engine)
         yield engine
-        engine.dispose()
-        return
-    schema = f"test_{uuid.uuid4().hex[:10]}"
-    engine = _postgres_engine(schema)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import datetime as dt
 import importlib
 import pkgutil
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,13 +17,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 import qamqor
 from qamqor.kit import migrate
-from qamqor.kit.db import Base, make_engine
-from tests.conftest import POSTGRES_URL, _postgres_engine
+from qamqor.kit.db import Base
+from tests.conftest import fresh_engine
 
 VERSIONS = Path(migrate.__file__).parent.parent / "migrations" / "versions"
 # 2026_11_29_0001_registry_foundation.py: the date first, so `ls` lists them in order.
@@ -48,19 +47,8 @@ _import_every_models_module()
 @pytest.fixture(params=["sqlite", "postgresql"])
 def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An engine on a database nothing has touched: a new SQLite file or PostgreSQL schema."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    with fresh_engine(request.param, tmp_path) as engine:
         yield engine
-        engine.dispose()
-        return
-    schema = f"test_mig_{uuid.uuid4().hex[:10]}"
-    engine = _postgres_engine(schema)  # skips, or fails when CI is set, without PostgreSQL
-    yield engine
-    engine.dispose()
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 def _tables(engine: Engine) -> set[str]:
