@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -107,7 +106,7 @@ def ingest(
     ] = False,
 ) -> None:
     """Ingest registry extracts: every row becomes a fact or a rejection with its reasons."""
-    from qamqor.registry.ingest import expand_paths, ingest_file
+    from qamqor.registry.ingest import expand_paths, ingest_files
 
     try:
         targets = expand_paths(paths)
@@ -124,26 +123,26 @@ def ingest(
         transient=True,
         disable=as_json or not err.is_terminal,
     ) as progress:
-        for path, manifest_source, entry in targets:
-            task = progress.add_task(f"ingest {path.name}", total=None)
-            try:
-                report = ingest_file(
-                    path,
-                    source=source or manifest_source,
-                    manifest=entry,
-                    progress=partial(_advance, progress, task, path.name),
-                )
-            except QamqorError as exc:
+        tasks = {
+            path: progress.add_task(f"waiting {path.name}", total=None) for path, *_ in targets
+        }
+        outcomes = ingest_files(
+            [(path, source or manifest_source, entry) for path, manifest_source, entry in targets],
+            progress=lambda path, phase, rows: _advance(
+                progress, tasks[path], path.name, phase, rows
+            ),
+        )
+        for path, outcome in outcomes:
+            progress.remove_task(tasks[path])
+            if isinstance(outcome, QamqorError):
                 failures += 1
-                err.print(f"[bold red]error:[/] {exc}", highlight=False)
+                err.print(f"[bold red]error:[/] {outcome}", highlight=False)
                 if as_json:
-                    print(json.dumps({"file": str(path), "status": "error", "error": str(exc)}))
+                    print(json.dumps({"file": str(path), "status": "error", "error": str(outcome)}))
                 continue
-            finally:
-                progress.remove_task(task)
-            reports.append(report)
+            reports.append(outcome)
             if as_json:
-                print(json.dumps(report.to_dict(), ensure_ascii=False))
+                print(json.dumps(outcome.to_dict(), ensure_ascii=False))
     if not as_json and reports:
         table = Table(title="Ingest")
         for name in (

@@ -363,3 +363,34 @@ def test_file_with_other_row_count_than_its_manifest_is_an_error(
     with pytest.raises(InputFileError, match="announces 6 rows but the file holds 5"):
         ingest_file(path, manifest=entry, engine=engine, today=TODAY)
     assert count(engine, Batch) == 0
+
+
+def test_ingest_files_pipelines_in_order_and_survives_a_bad_file(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from qamqor.registry.ingest import ingest_files
+
+    first = write_csv(tmp_path / "a.csv", population_rows(5))
+    broken = tmp_path / "b.csv"
+    broken.write_bytes(b"")
+    again = tmp_path / "c.csv"
+    again.write_bytes(first.read_bytes())
+    income = write_csv(tmp_path / "d.csv", income_rows(4), source="income")
+    heard: list[tuple[str, str]] = []
+    outcomes = list(
+        ingest_files(
+            [(first, None, None), (broken, None, None), (again, None, None), (income, None, None)],
+            engine=engine,
+            today=TODAY,
+            progress=lambda path, phase, rows: heard.append((path.name, phase)),
+        )
+    )
+    assert [path.name for path, _ in outcomes] == ["a.csv", "b.csv", "c.csv", "d.csv"]
+    a, b, c, d = (outcome for _, outcome in outcomes)
+    assert isinstance(b, InputFileError)
+    assert (a.status, a.facts) == ("loaded", 5)  # type: ignore[union-attr]
+    assert c.status == "already_ingested"  # type: ignore[union-attr]
+    assert (d.source, d.facts) == ("income", 4)  # type: ignore[union-attr]
+    assert ("d.csv", "writing") in heard
+    assert count(engine, Batch) == 2
+    assert not list((tmp_path / "var" / "staging").glob("*"))  # staging engines released

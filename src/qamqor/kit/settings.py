@@ -29,8 +29,11 @@ class Settings(BaseSettings):
         ),
     )
     ingest_memory_limit: str = Field(
-        default="4GB",
-        description="Memory of the DuckDB staging engine used by ingest; it spills to disk beyond.",
+        default="3GB",
+        description=(
+            "Memory of one DuckDB staging engine; ingest keeps at most two (one checking, one "
+            "writing) and each spills to disk beyond this."
+        ),
     )
     ingest_threads: int = Field(
         default=2, ge=1, description="Threads the DuckDB staging engine may use during ingest."
