@@ -102,3 +102,13 @@ def test_missing_batch_is_404(client: TestClient) -> None:
 def test_page_size_is_capped_and_validated(client: TestClient) -> None:
     assert client.get("/api/v1/registry/batches", params={"limit": 0}).status_code == 422
     assert client.get("/api/v1/registry/batches", params={"offset": -1}).status_code == 422
+
+
+def test_timestamps_are_utc_on_both_databases(
+    client: TestClient, engine: Engine, tmp_path: Path
+) -> None:
+    ingest_file(write_csv(tmp_path / "p.csv", population_rows(2)), engine=engine, today=TODAY)
+    batch = client.get("/api/v1/registry/batches").json()["items"][0]
+    for field in ("received_at", "loaded_at"):
+        stamp = dt.datetime.fromisoformat(batch[field])
+        assert stamp.utcoffset() == dt.timedelta(0), batch[field]

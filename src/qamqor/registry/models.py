@@ -14,7 +14,6 @@ import datetime as dt
 from sqlalchemy import (
     BigInteger,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -25,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from qamqor.kit.db import Base
+from qamqor.kit.db import Base, UTCDateTime
 
 IIN = String(12)
 CODE = String(32)
@@ -50,8 +49,8 @@ class Batch(Base):
     facts: Mapped[int] = mapped_column(BigInteger)
     rejections: Mapped[int] = mapped_column(BigInteger)
     duplicates: Mapped[int] = mapped_column(BigInteger)
-    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    loaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class Rejection(Base):
