@@ -394,3 +394,25 @@ def test_ingest_files_pipelines_in_order_and_survives_a_bad_file(
     assert ("d.csv", "writing") in heard
     assert count(engine, Batch) == 2
     assert not list((tmp_path / "var" / "staging").glob("*"))  # staging engines released
+
+
+def test_staging_engine_never_downloads_extensions(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    from qamqor.registry import ingest as ingest_module
+
+    configs: list[dict[str, object]] = []
+    real_connect = duckdb.connect
+
+    def spy(*args: object, **kwargs: object) -> duckdb.DuckDBPyConnection:
+        configs.append(dict(kwargs.get("config") or {}))  # type: ignore[call-overload]
+        return real_connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest_module.duckdb, "connect", spy)
+    ingest_file(write_csv(tmp_path / "p.csv", population_rows(2)), engine=engine, today=TODAY)
+    assert configs and all(
+        c["autoinstall_known_extensions"] is False and c["autoload_known_extensions"] is False
+        for c in configs
+    )

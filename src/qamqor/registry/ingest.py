@@ -266,6 +266,9 @@ def prepare_file(
             "threads": settings.ingest_threads,
             "temp_directory": str(spill),
             "preserve_insertion_order": False,
+            # No call leaves the machine: DuckDB would otherwise download missing extensions.
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
         }
     )
     try:
