@@ -57,3 +57,10 @@ def test_quick_start_begins_with_the_two_commands() -> None:
     quick = README.split("## Quick start", 1)[1]
     commands = [line.strip() for line in quick.splitlines() if line.strip().startswith("make ")]
     assert commands[:2] == ["make demo", "make test"]
+
+
+def test_every_rejection_reason_is_documented() -> None:
+    from qamqor.registry.validation import REASON_CHECKS
+
+    missing = [code for code in REASON_CHECKS if f"`{code}" not in README]
+    assert not missing, f"README does not document: {missing}"
