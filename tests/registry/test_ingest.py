@@ -416,3 +416,18 @@ def test_staging_engine_never_downloads_extensions(
         c["autoinstall_known_extensions"] is False and c["autoload_known_extensions"] is False
         for c in configs
     )
+
+
+def test_closing_ingest_files_early_releases_the_file_checked_ahead(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from qamqor.registry.ingest import ingest_files
+
+    first = write_csv(tmp_path / "a.csv", population_rows(3))
+    second = write_csv(tmp_path / "b.csv", income_rows(3), source="income")
+    outcomes = ingest_files([(first, None, None), (second, None, None)], engine=engine, today=TODAY)
+    path, _ = next(outcomes)
+    assert path == first
+    outcomes.close()  # the caller stops after the first file
+    assert not list((tmp_path / "var" / "staging").glob("*"))
+    assert count(engine, Batch) == 1
