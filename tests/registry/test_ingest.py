@@ -431,3 +431,21 @@ def test_closing_ingest_files_early_releases_the_file_checked_ahead(
     outcomes.close()  # the caller stops after the first file
     assert not list((tmp_path / "var" / "staging").glob("*"))
     assert count(engine, Batch) == 1
+
+
+def test_rejections_fetched_in_several_chunks_keep_their_own_text(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qamqor.registry import ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "WRITE_BATCH_ROWS", 3)
+    rows = population_rows(20)
+    for k in range(0, 20, 2):
+        rows[k]["sex"] = "?"
+    path = write_csv(tmp_path / "p.csv", rows)
+    report = ingest_file(path, engine=engine, today=TODAY)
+    assert report.rejections == 10
+    lines = path.read_text("utf-8").splitlines()
+    assert [(line, raw) for line, _, _, raw in rejections(engine)] == [
+        (n, lines[n - 1]) for n in range(2, 22, 2)
+    ]

@@ -153,8 +153,7 @@ class PreparedFile:
     phases: dict[str, float]
 
     def discard(self) -> None:
-        self.con.close()
-        shutil.rmtree(self.spill, ignore_errors=True)
+        _release(self.con, self.spill)
 
     def write(
         self, engine: Engine | None = None, progress: Callable[[str, int], None] | None = None
@@ -296,10 +295,15 @@ def prepare_file(
         phases["check"] = round(time.monotonic() - mark, 3)
         prepared = _count(con, info, src, read, spill, started, received_at, phases)
     except BaseException:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
+        _release(con, spill)
         raise
     return prepared
+
+
+def _release(con: duckdb.DuckDBPyConnection, spill: Path) -> None:
+    """Close a staging engine and delete what it spilled to disk."""
+    con.close()
+    shutil.rmtree(spill, ignore_errors=True)
 
 
 def _stage(
@@ -500,7 +504,7 @@ def _write(
                 conn,
                 Rejection.__tablename__,
                 ["batch_id", "line_no", "source_record_id", "reasons", "raw"],
-                _rejection_batches(con, info, src, read, batch_id),
+                _rejection_batches(con, info, read, batch_id),
             )
             conn.execute(
                 update(Batch).where(Batch.id == batch_id).values(loaded_at=dt.datetime.now(dt.UTC))
@@ -539,7 +543,6 @@ def _storable(raw: str) -> str:
 def _rejection_batches(
     con: duckdb.DuckDBPyConnection,
     info: reading.FileInfo,
-    src: Source,
     read: reading.ReadResult,
     batch_id: int,
 ) -> Iterator[pa.RecordBatch]:
@@ -571,23 +574,31 @@ def _rejection_batches(
         "COALESCE(raw, CAST(to_json(raw_values) AS VARCHAR)) "
         "FROM classified WHERE outcome = 'rejected' ORDER BY line_no"
     )
-    while chunk := cursor.fetchmany(WRITE_BATCH_ROWS):
-        missing = {line for line, _, _, raw in chunk if raw is None}
-        texts = reading.raw_lines(info, missing) if info.format != "parquet" else {}
-        rows = []
-        for line, record, reasons, raw in chunk:
-            if raw is None:
-                raw = texts.get(line)
-            rows.append(
-                {
-                    "batch_id": batch_id,
-                    "line_no": line,
-                    # an unusable record id (too long, a NUL) stays readable in `raw`
-                    "source_record_id": record
-                    if record is not None and len(record) <= 64 and "\x00" not in record
-                    else None,
-                    "reasons": reasons,
-                    "raw": _storable(raw or ""),
-                }
-            )
-        yield pa.RecordBatch.from_pylist(rows, schema=schema)
+    # Rows of the fast path carry no text: look it up in the file, chunk after chunk, in one
+    # pass (chunks come in line order). Parquet rows always carry theirs (as JSON).
+    lookup = reading.LineLookup(info) if info.format != "parquet" else None
+    try:
+        while chunk := cursor.fetchmany(WRITE_BATCH_ROWS):
+            texts: dict[int, str] = {}
+            if lookup is not None:
+                texts = lookup.fetch({line for line, _, _, raw in chunk if raw is None})
+            rows = []
+            for line, record, reasons, raw in chunk:
+                if raw is None:
+                    raw = texts.get(line)
+                rows.append(
+                    {
+                        "batch_id": batch_id,
+                        "line_no": line,
+                        # an unusable record id (too long, a NUL) stays readable in `raw`
+                        "source_record_id": record
+                        if record is not None and len(record) <= 64 and "\x00" not in record
+                        else None,
+                        "reasons": reasons,
+                        "raw": _storable(raw or ""),
+                    }
+                )
+            yield pa.RecordBatch.from_pylist(rows, schema=schema)
+    finally:
+        if lookup is not None:
+            lookup.close()

@@ -516,18 +516,29 @@ def _exact_jsonl(info: FileInfo, source: Source, result: ReadResult) -> Iterator
         yield _exact_batch(buffer, line_numbers, raws, source)
 
 
-def raw_lines(info: FileInfo, wanted: set[int]) -> dict[int, str]:
-    """The text of the given physical lines (1-based), read in one pass over the file."""
-    found: dict[int, str] = {}
-    if not wanted:
-        return found
-    if info.format == "parquet":
-        return found
-    last = max(wanted)
-    with info.path.open("r", encoding=info.encoding, newline="\n") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if line_no in wanted:
+class LineLookup:
+    """The text of physical lines (1-based), asked for in increasing order, in one pass.
+
+    Rejections are fetched in chunks; reopening the file for each chunk would read its head
+    again every time.
+    """
+
+    def __init__(self, info: FileInfo) -> None:
+        self._handle = info.path.open("r", encoding=info.encoding, newline="\n")
+        self._lines = enumerate(self._handle, start=1)
+
+    def fetch(self, numbers: set[int]) -> dict[int, str]:
+        """The text of ``numbers``; each call must ask for lines after the previous call's."""
+        found: dict[int, str] = {}
+        if not numbers:
+            return found
+        last = max(numbers)
+        for line_no, line in self._lines:
+            if line_no in numbers:
                 found[line_no] = line.rstrip("\r\n")
             if line_no >= last:
                 break
-    return found
+        return found
+
+    def close(self) -> None:
+        self._handle.close()
