@@ -81,7 +81,7 @@ def get_batch(batch_id: int, session: SessionDep) -> BatchReportOut:
     return BatchReportOut(
         **base,
         reconciles=batch.rows_read == batch.facts + batch.rejections + batch.duplicates,
-        rejection_reasons=service.rejection_reasons(session, batch_id),
+        rejection_reasons=batch.rejection_reasons,
     )
 
 

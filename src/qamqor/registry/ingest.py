@@ -452,6 +452,7 @@ def _write(
                     facts=facts,
                     rejections=prepared.rejections,
                     duplicates=prepared.duplicates,
+                    rejection_reasons=prepared.reasons,
                     received_at=prepared.received_at,
                     loaded_at=prepared.received_at,
                 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Date,
     ForeignKey,
@@ -49,6 +50,8 @@ class Batch(Base):
     facts: Mapped[int] = mapped_column(BigInteger)
     rejections: Mapped[int] = mapped_column(BigInteger)
     duplicates: Mapped[int] = mapped_column(BigInteger)
+    # reason code -> rejections citing it, counted at ingest so a report needs no scan
+    rejection_reasons: Mapped[dict[str, int]] = mapped_column(JSON)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     loaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 

@@ -47,14 +47,3 @@ def list_rejections(
         count = count.where(Rejection.reasons.like(pattern))
     rows = session.scalars(query.order_by(Rejection.line_no).offset(offset).limit(limit)).all()
     return list(rows), int(session.scalar(count) or 0)
-
-
-def rejection_reasons(session: Session, batch_id: int) -> dict[str, int]:
-    """How often each reason code occurs among a batch's rejections."""
-    counts: dict[str, int] = {}
-    for (reasons,) in session.execute(
-        select(Rejection.reasons).where(Rejection.batch_id == batch_id)
-    ):
-        for code in reasons.split():
-            counts[code] = counts.get(code, 0) + 1
-    return dict(sorted(counts.items()))

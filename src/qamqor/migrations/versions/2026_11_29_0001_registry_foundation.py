@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("duplicates", sa.BigInteger(), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("rejection_reasons", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_registry_batch")),
         sa.UniqueConstraint("file_sha256", name=op.f("uq_registry_batch_file_sha256")),
     )
