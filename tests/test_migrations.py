@@ -7,8 +7,6 @@ so upgrade, downgrade and upgrade again run on SQLite and PostgreSQL exactly as 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import pkgutil
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +18,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
-import qamqor
 from qamqor.kit import migrate
-from qamqor.kit.db import Base
+from qamqor.kit.db import Base, import_every_models_module
 from tests.conftest import fresh_engine
 
 VERSIONS = Path(migrate.__file__).parent.parent / "migrations" / "versions"
@@ -30,18 +27,7 @@ VERSIONS = Path(migrate.__file__).parent.parent / "migrations" / "versions"
 FILE_NAME = re.compile(r"(?P<date>\d{4}_\d{2}_\d{2})_(?P<rev>\w+?)_(?P<slug>\w+)\.py")
 
 
-def _import_every_models_module() -> None:
-    """Register every feature's tables on Base.metadata, not only those env.py imports.
-
-    A feature whose ``models.py`` nothing imports would otherwise be missing from both sides
-    of the comparison and never get a migration.
-    """
-    for module in pkgutil.walk_packages(qamqor.__path__, prefix="qamqor."):
-        if module.name.rsplit(".", 1)[-1] == "models":
-            importlib.import_module(module.name)
-
-
-_import_every_models_module()
+import_every_models_module()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,6 +8,8 @@ transaction (``session_scope``).
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import pkgutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,3 +117,16 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def import_every_models_module() -> None:
+    """Register every feature's tables on ``Base.metadata``, not only those someone imported.
+
+    Alembic and the tests compare the whole schema; a feature whose ``models.py`` nothing had
+    imported yet would otherwise be missing from both sides and never get a migration.
+    """
+    import qamqor
+
+    for module in pkgutil.walk_packages(qamqor.__path__, prefix="qamqor."):
+        if module.name.rsplit(".", 1)[-1] == "models":
+            importlib.import_module(module.name)

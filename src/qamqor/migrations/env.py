@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-import qamqor.registry.models  # noqa: F401  (registers the tables on Base.metadata)
-from qamqor.kit.db import Base, make_engine
+from qamqor.kit.db import Base, import_every_models_module, make_engine
+
+import_every_models_module()  # registers every feature's tables on Base.metadata
 
 config = context.config
 target_metadata = Base.metadata
