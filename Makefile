@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_DIR := var/demo
 DEMO_HOUSEHOLDS ?= 20000
 DEMO_SEED ?= 2026
+# synth writes extracts as of 2026-10-01: profiles use the quarter before it
+DEMO_AS_OF ?= 2026-10-01
 
 .DEFAULT_GOAL := help
 
@@ -30,6 +32,7 @@ demo: $(STAMP) ## Generate a 20,000-household population, ingest it and start th
 		$(BIN)/qamqor synth --households $(DEMO_HOUSEHOLDS) --seed $(DEMO_SEED) --out $(DEMO_DIR)/extracts; \
 	fi
 	$(BIN)/qamqor ingest $(DEMO_DIR)/extracts
+	$(BIN)/qamqor profiles build --as-of $(DEMO_AS_OF)
 	@echo
 	@echo "Open http://127.0.0.1:8000/ (API docs at /docs, batches at /api/v1/registry/batches)."
 	@echo "Ground truth and defects injected: $(DEMO_DIR)/extracts/truth/. Stop the server with Ctrl-C."

@@ -13,6 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 
 from qamqor.kit.errors import QamqorError
+from qamqor.profiles.cli import profiles_app, quality_app
 
 app = typer.Typer(
     help="Qamqor: proactive, targeted social protection.",
@@ -25,6 +26,8 @@ batches_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(batches_app, name="batches")
+app.add_typer(profiles_app, name="profiles")
+app.add_typer(quality_app, name="quality")
 
 console = Console()
 err = Console(stderr=True)

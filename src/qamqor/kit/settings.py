@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     ingest_threads: int = Field(
         default=2, ge=1, description="Threads the DuckDB staging engine may use during ingest."
     )
+    compute_memory_limit: str = Field(
+        default="8GB",
+        description=(
+            "Memory of the DuckDB engine that builds profiles and runs quality checks; it "
+            "spills to var/staging beyond this."
+        ),
+    )
+    compute_threads: int = Field(
+        default=2, ge=1, description="Threads of the DuckDB compute engine (profiles, quality)."
+    )
     host: str = Field(default="127.0.0.1", description="Address `qamqor serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `qamqor serve` listens on.")
     page_size_max: int = Field(

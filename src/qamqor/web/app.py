@@ -9,6 +9,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qamqor import __version__
 from qamqor.kit.db import get_engine
+from qamqor.profiles.api import router as profiles_router
+from qamqor.quality.api import router as quality_router
 from qamqor.registry.api import router as registry_router
 
 
@@ -21,6 +23,8 @@ def create_app() -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.include_router(registry_router, prefix="/api/v1")
+    app.include_router(profiles_router, prefix="/api/v1")
+    app.include_router(quality_router, prefix="/api/v1")
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     def healthz() -> JSONResponse:

@@ -1,0 +1,1 @@
+"""Household profiles: features defined in SQL over registry facts, versioned, traceable."""

@@ -1,0 +1,287 @@
+"""Registry facts from the system-of-record database into DuckDB, as typed Arrow.
+
+Two routes, one result. The whole country is read in bulk: from PostgreSQL with ADBC (Arrow
+straight from binary COPY), from SQLite through its Python driver in batches of 65,536 rows;
+a handful of households is read with SQLAlchemy queries on the indexed ``iin`` and
+``household_id`` columns. Both produce the same Arrow schema (``FACT_COLUMNS``), and a test
+holds them equal, so everything downstream — relations, features, checks — is one code path.
+
+Only facts of batches up to a given batch id are read: an ingest committing meanwhile cannot
+show one table before and another after its batch, and the profile records that id so its
+provenance can be listed later exactly as it was.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection, Engine
+
+from qamqor.registry.models import FACT_TABLES, Batch
+
+_S, _D, _I, _F = pa.string(), pa.date32(), pa.int64(), pa.float64()
+_PROVENANCE = {"source_record_id": _S, "batch_id": _I, "line_no": _I, "updated_on": _D}
+
+# What the compute path reads of each fact table (special-category columns are left behind).
+FACT_COLUMNS: dict[str, dict[str, pa.DataType]] = {
+    "population": {
+        "iin": _S,
+        "last_name": _S,
+        "first_name": _S,
+        "patronymic": _S,
+        "birth_date": _D,
+        "sex": _S,
+        "region_code": _S,
+        "settlement": _S,
+        "death_date": _D,
+        **_PROVENANCE,
+    },
+    "household": {
+        "household_id": _S,
+        "iin": _S,
+        "relation": _S,
+        "member_from": _D,
+        "member_to": _D,
+        **_PROVENANCE,
+    },
+    "income": {
+        "iin": _S,
+        "period": _D,
+        "income_type": _S,
+        "amount_tiyn": _I,
+        "payer_bin": _S,
+        **_PROVENANCE,
+    },
+    "employment": {
+        "iin": _S,
+        "status": _S,
+        "employer_bin": _S,
+        "start_date": _D,
+        "end_date": _D,
+        **_PROVENANCE,
+    },
+    "property": {
+        "iin": _S,
+        "property_type": _S,
+        "object_id": _S,
+        "area_m2": _F,
+        "region_code": _S,
+        "acquired_on": _D,
+        "disposed_on": _D,
+        **_PROVENANCE,
+    },
+    "disability": {
+        "iin": _S,
+        "disability_group": _S,
+        "assigned_on": _D,
+        "valid_until": _D,
+        **_PROVENANCE,
+    },
+    "finance": {
+        "iin": _S,
+        "product": _S,
+        "contract_id": _S,
+        "balance_tiyn": _I,
+        "opened_on": _D,
+        "closed_on": _D,
+        **_PROVENANCE,
+    },
+}
+SOURCES = tuple(FACT_COLUMNS)
+_CHUNK = 500  # values per IN list: SQLite allows 32,766 variables, PostgreSQL plans fast at 500
+
+Progress = Callable[[str, int], None]
+
+
+def _schema(source: str) -> pa.Schema:
+    return pa.schema(list(FACT_COLUMNS[source].items()))
+
+
+def latest_batch_id(connection: Connection) -> int:
+    return int(connection.execute(select(func.coalesce(func.max(Batch.id), 0))).scalar_one())
+
+
+def _canonical(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """SQLite hands dates over as text and empty strings for NULL (see ``_adbc_sql``)."""
+    arrays = []
+    for field in schema:
+        column = batch.column(field.name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = pc.if_else(pc.equal(column, ""), pa.scalar(None, column.type), column)
+        if column.type != field.type:
+            column = column.cast(field.type)
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _adbc_sql(source: str, dialect: str, max_batch: int) -> str:
+    items = []
+    for name, kind in FACT_COLUMNS[source].items():
+        if dialect == "sqlite" and kind in (_S, _D):
+            # The SQLite driver infers a column's type from its first rows: a column whose
+            # first 1,024 values are NULL would be taken for integers and then fail on text.
+            items.append(f"COALESCE({name}, '') AS {name}")
+        elif kind == _F:
+            items.append(f"CAST({name} AS {'REAL' if dialect == 'sqlite' else 'FLOAT8'}) AS {name}")
+        else:
+            items.append(name)
+    return f"SELECT {', '.join(items)} FROM fact_{source} WHERE batch_id <= {int(max_batch)}"
+
+
+def _adbc_connect(engine: Engine) -> object:
+    import adbc_driver_postgresql.dbapi
+
+    url = engine.url
+    with engine.connect() as conn:
+        search_path = str(conn.exec_driver_sql("SHOW search_path").scalar_one())
+    netloc = urllib.parse.quote(url.username or "postgres", safe="")
+    if url.password:
+        netloc += ":" + urllib.parse.quote(str(url.password), safe="")
+    netloc += f"@{url.host or '127.0.0.1'}:{url.port or 5432}"
+    options = urllib.parse.quote(f"-csearch_path={search_path}", safe="")
+    uri = f"postgresql://{netloc}/{url.database}?options={options}"
+    return adbc_driver_postgresql.dbapi.connect(uri)
+
+
+def _sqlite_batches(engine: Engine, source: str, max_batch: int) -> Iterator[pa.RecordBatch]:
+    """SQLite through the Python driver SQLAlchemy uses, never a second SQLite library.
+
+    The ADBC SQLite driver brings its own copy of SQLite; two copies in one process break
+    SQLite's POSIX locks (closing one copy's file descriptor drops the other's locks), which
+    showed here as "disk I/O error" on the next connection. One library, slower but safe.
+    """
+    schema = _schema(source)
+    sql = _adbc_sql(source, "sqlite", max_batch)
+    with engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(65_536):
+            columns = zip(*rows, strict=True)
+            arrays = [
+                pa.array(values, type=pa.string() if f.type == _D else f.type)
+                for f, values in zip(schema, columns, strict=True)
+            ]
+            yield _canonical(pa.RecordBatch.from_arrays(arrays, names=schema.names), schema)
+        cursor.close()
+
+
+def _adbc_batches(engine: Engine, source: str, max_batch: int) -> Iterator[pa.RecordBatch]:
+    if engine.dialect.name == "sqlite":
+        yield from _sqlite_batches(engine, source, max_batch)
+        return
+    schema = _schema(source)
+    conn = _adbc_connect(engine)
+    try:
+        cursor = conn.cursor()  # type: ignore[attr-defined]
+        cursor.execute(_adbc_sql(source, engine.dialect.name, max_batch))
+        reader = cursor.fetch_record_batch()
+        for batch in reader:
+            yield _canonical(batch, schema)
+        cursor.close()
+    finally:
+        conn.close()  # type: ignore[attr-defined]
+
+
+def load_all(
+    con: duckdb.DuckDBPyConnection,
+    engine: Engine,
+    max_batch: int,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """Every fact of every source into ``fact_<source>``; returns rows per source."""
+    counts = {}
+    for source in SOURCES:
+        _create(con, source)
+        rows = 0
+
+        def counted(source: str = source) -> Iterator[pa.RecordBatch]:
+            nonlocal rows
+            for batch in _adbc_batches(engine, source, max_batch):
+                rows += batch.num_rows
+                if progress is not None:
+                    progress(source, rows)
+                yield batch
+
+        # One INSERT over a stream: DuckDB pulls the batches, no per-batch statement.
+        reader = pa.RecordBatchReader.from_batches(_schema(source), counted())
+        con.register("incoming", reader)
+        con.execute(f"INSERT INTO fact_{source} SELECT * FROM incoming")
+        con.unregister("incoming")
+        counts[source] = rows
+    return counts
+
+
+def _create(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    empty = _schema(source).empty_table()
+    con.register("incoming", empty)
+    con.execute(f"CREATE OR REPLACE TABLE fact_{source} AS SELECT * FROM incoming")
+    con.unregister("incoming")
+
+
+def _rows(
+    connection: Connection, source: str, column: str, values: Sequence[str], max_batch: int
+) -> pa.Table:
+    table = FACT_TABLES[source]
+    schema = _schema(source)
+    columns = [table.c[name] for name in schema.names]
+    found: list[tuple[object, ...]] = []
+    unique = sorted(set(values))
+    for i in range(0, len(unique), _CHUNK):
+        query = select(*columns).where(
+            table.c[column].in_(unique[i : i + _CHUNK]), table.c.batch_id <= max_batch
+        )
+        found.extend(tuple(r) for r in connection.execute(query))
+    arrays = [pa.array([r[i] for r in found], type=field.type) for i, field in enumerate(schema)]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def load_households(
+    con: duckdb.DuckDBPyConnection,
+    connection: Connection,
+    household_ids: Sequence[str],
+    max_batch: int,
+) -> dict[str, int]:
+    """The facts a set of households' profiles and checks need, and nothing else.
+
+    That is: their membership rows, every membership row of their members (a member may also be
+    listed elsewhere), their members' facts in every source, and the person records of their
+    members' namesakes born the same day (the duplicate-person check compares them).
+    """
+    household = _rows(connection, "household", "household_id", household_ids, max_batch)
+    iins = pc.unique(household.column("iin")).to_pylist()
+    tables = {"household": _rows(connection, "household", "iin", iins, max_batch)}
+    for source in SOURCES:
+        if source != "household":
+            tables[source] = _rows(connection, source, "iin", iins, max_batch)
+    people = tables["population"]
+    births = pc.unique(people.column("birth_date")).to_pylist()
+    if births:
+        namesakes = _rows_by_birth(connection, births, max_batch)
+        tables["population"] = pa.concat_tables([people, namesakes])
+    counts = {}
+    for source, table in tables.items():
+        _create(con, source)
+        con.register("incoming", table)
+        con.execute(f"INSERT INTO fact_{source} SELECT DISTINCT * FROM incoming")
+        con.unregister("incoming")
+        counts[source] = table.num_rows
+    return counts
+
+
+def _rows_by_birth(connection: Connection, births: list[object], max_batch: int) -> pa.Table:
+    table = FACT_TABLES["population"]
+    schema = _schema("population")
+    columns = [table.c[name] for name in schema.names]
+    found: list[tuple[object, ...]] = []
+    for i in range(0, len(births), _CHUNK):
+        query = select(*columns).where(
+            table.c.birth_date.in_(births[i : i + _CHUNK]), table.c.batch_id <= max_batch
+        )
+        found.extend(tuple(r) for r in connection.execute(query))
+    arrays = [pa.array([r[i] for r in found], type=f.type) for i, f in enumerate(schema)]
+    return pa.Table.from_arrays(arrays, schema=schema)

@@ -1,0 +1,1 @@
+"""Data quality: cross-registry checks, issues owned by the source registry, scorecards."""
