@@ -46,7 +46,9 @@ def extracts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _ingest(engine: Engine, paths: list[Path]) -> None:
     for path, source, entry in expand_paths(paths):
-        assert ingest_file(path, source=source, manifest=entry, engine=engine, today=TODAY).reconciles
+        assert ingest_file(
+            path, source=source, manifest=entry, engine=engine, today=TODAY
+        ).reconciles
 
 
 def _rows(engine: Engine, sql: str, **params: object) -> list[tuple]:  # type: ignore[type-arg]
@@ -78,7 +80,7 @@ def test_a_bad_definition_fails_the_check_with_its_name_and_line(sql: str, messa
         "    unit: count\n"
         "    sources: [household]\n"
         "    from: member\n"
-        f"    sql: \"{sql}\"\n"
+        f'    sql: "{sql}"\n'
     )
     with pytest.raises(CatalogueError) as caught:
         parse_catalogue(text_)
@@ -97,9 +99,7 @@ def test_the_published_catalogue_checks() -> None:
 def test_profiles_are_built_versioned_and_traceable(engine: Engine, extracts: Path) -> None:
     _ingest(engine, [extracts])
     first = build(engine, AS_OF)
-    households = _rows(
-        engine, "SELECT count(DISTINCT household_id) FROM profile_head"
-    )[0][0]
+    households = _rows(engine, "SELECT count(DISTINCT household_id) FROM profile_head")[0][0]
     assert first.households == households == first.changed > 300
     again = build(engine, AS_OF)
     assert again.changed == 0 and again.unchanged == first.households
@@ -131,11 +131,12 @@ def test_profiles_are_built_versioned_and_traceable(engine: Engine, extracts: Pa
 
     # Every member counted is traced to its household row and its population row.
     with session_scope(engine) as session:
-        refs = provenance(engine, session, household, features=["members", "per_capita_income_tiyn"])
+        refs = provenance(
+            engine, session, household, features=["members", "per_capita_income_tiyn"]
+        )
     members = _rows(
         engine,
-        "SELECT source_record_id FROM fact_household WHERE household_id = :h "
-        "AND member_to IS NULL",
+        "SELECT source_record_id FROM fact_household WHERE household_id = :h AND member_to IS NULL",
         h=household,
     )
     household_refs = {r.record_id for r in refs["members"] if r.source == "household"}

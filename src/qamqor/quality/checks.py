@@ -190,7 +190,9 @@ def run_checks(
         owner = "f.key" if check.per_source else f"'{check.owner}'"
         # A whole-population run keeps every finding, also about a person whose household no
         # longer has a living member (income paid after the death of someone who lived alone).
-        scope = "TRUE" if whole_population else "f.household_id IN (SELECT household_id FROM target)"
+        scope = (
+            "TRUE" if whole_population else "f.household_id IN (SELECT household_id FROM target)"
+        )
         con.execute(
             f"INSERT INTO finding SELECT DISTINCT '{check.id}', f.key, f.iin, f.household_id, "
             f"f.detail, {owner} FROM ({check.sql}) f WHERE {scope}"

@@ -53,7 +53,9 @@ EXPLAINED_BY: dict[str, tuple[tuple[str, ...], str]] = {
 
 def _arrow(rows: list[tuple[Any, ...]], names: list[str]) -> pa.Table:
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    return pa.table({n: pa.array(list(c), pa.string()) for n, c in zip(names, columns, strict=True)})
+    return pa.table(
+        {n: pa.array(list(c), pa.string()) for n, c in zip(names, columns, strict=True)}
+    )
 
 
 def evaluate(session: Session, synth_dir: Path) -> dict[str, Any]:
