@@ -77,9 +77,7 @@ def evaluate(session: Session, synth_dir: Path) -> dict[str, Any]:
             Batch, Batch.id == Rejection.batch_id
         )
     ).all()
-    duplicates = dict(
-        session.execute(select(Batch.source, Batch.duplicates)).tuples().all()  # type: ignore[arg-type]
-    )
+    duplicates = dict(session.execute(select(Batch.source, Batch.duplicates)).tuples().all())
     con = duckdb.connect()
     try:
         con.register(
