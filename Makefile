@@ -32,6 +32,7 @@ demo: $(STAMP) ## Generate a 20,000-household population, ingest it and start th
 		$(BIN)/qamqor synth --households $(DEMO_HOUSEHOLDS) --seed $(DEMO_SEED) --out $(DEMO_DIR)/extracts; \
 	fi
 	$(BIN)/qamqor ingest $(DEMO_DIR)/extracts
+	$(BIN)/qamqor accounts seed-demo
 	$(BIN)/qamqor profiles build --as-of $(DEMO_AS_OF)
 	@echo
 	@echo "Open http://127.0.0.1:8000/ (API docs at /docs, batches at /api/v1/registry/batches)."

@@ -12,7 +12,10 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from qamqor.audit.cli import app as audit_app
 from qamqor.kit.errors import QamqorError
+from qamqor.privacy.cli import accounts_app, privacy_app
+from qamqor.privacy.crypto_cli import keys_app, retention_app
 from qamqor.profiles.cli import profiles_app, quality_app
 
 app = typer.Typer(
@@ -28,6 +31,11 @@ app.add_typer(db_app, name="db")
 app.add_typer(batches_app, name="batches")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(quality_app, name="quality")
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+app.add_typer(retention_app, name="retention")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(privacy_app, name="privacy")
 
 console = Console()
 err = Console(stderr=True)

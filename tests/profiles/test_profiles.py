@@ -197,25 +197,47 @@ def test_checks_find_the_injected_defects(engine: Engine, extracts: Path) -> Non
         if row["injected"] >= 5:
             assert row["recall_unmasked"] >= 0.9, row
     by_check = {row["check"]: row for row in result["precision"]}
+    assert by_check["deceased_member"]["findings"] > 0
     for check in ("person_in_two_households", "deceased_member", "income_after_death"):
-        assert by_check[check]["precision"] == 1.0, by_check[check]
+        assert by_check[check]["precision"] in (1.0, None), by_check[check]
+    assert result["overall"]["precision"] >= 0.95, result["precision"]
 
 
 def test_profile_and_quality_api(engine: Engine, extracts: Path) -> None:
     _ingest(engine, [extracts])
     build(engine, AS_OF)
     household = _rows(engine, "SELECT household_id FROM profile_head ORDER BY 1")[0][0]
-    client = TestClient(create_app())
+    # Behind the privacy policy: a national admin with a stated purpose opens profiles, a
+    # data-quality steward reads the issues (docs/privacy.md).
+    from qamqor.kit.db import session_scope
+    from tests.privacy.builders import bearer, make_officer
+
+    with session_scope() as session:
+        _, admin = make_officer(session, "admin", ("all",))
+        _, steward = make_officer(session, "dq_steward", ("all",))
+    client = TestClient(create_app(), headers={**bearer(admin), "X-Purpose": "review:T-1"})
     response = client.get(f"/api/v1/households/{household}/profile?lang=kk")
     assert response.status_code == 200, response.text
     body = response.json()
     members = next(f for f in body["features"] if f["name"] == "members")
     assert members["description"] == "Отбасы мүшелерінің саны"
     assert members["sources"] and members["sources"][0]["batch_id"] > 0
+    # The read was allowed and logged, with its purpose, in the same transaction.
+    logged = _rows(
+        engine,
+        "SELECT action, outcome, purpose_reference FROM privacy_access_event "
+        "WHERE household_id = :h",
+        h=household,
+    )
+    assert ("household.read_profile", "allowed", "T-1") in logged
+    # Without a stated purpose an officer gets nothing.
+    plain = TestClient(create_app(), headers=bearer(admin))
+    assert plain.get(f"/api/v1/households/{household}/profile").status_code == 403
     assert client.get("/api/v1/households/NO-SUCH/profile").status_code == 404
     history = client.get(f"/api/v1/households/{household}/profile/history").json()
     assert history[0]["version"] == 1 and "members" in history[0]["changed"]
 
+    client = TestClient(create_app(), headers={**bearer(steward), "X-Purpose": "review:DQ-1"})
     page = client.get("/api/v1/quality/issues?limit=5&check=deceased_member").json()
     assert page["total"] > 0 and len(page["items"]) <= 5
     assert page["items"][0]["owner"] == "household"

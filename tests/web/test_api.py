@@ -18,7 +18,13 @@ TODAY = dt.date(2026, 11, 29)
 
 @pytest.fixture
 def client(engine: Engine) -> TestClient:
-    return TestClient(create_app())
+    """Signed in as a data-quality steward: batches and rejections are behind the policy."""
+    from qamqor.kit.db import session_scope
+    from tests.privacy.builders import bearer, make_officer
+
+    with session_scope() as session:
+        _, token = make_officer(session, "dq_steward", ("all",))
+    return TestClient(create_app(), headers=bearer(token))
 
 
 def test_health_names_the_database(client: TestClient, engine: Engine) -> None:

@@ -19,12 +19,18 @@ from qamqor.kit.settings import get_settings
 
 
 @contextmanager
-def compute_engine(purpose: str) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB that spills to its own directory under ``var/staging``."""
+def compute_engine(purpose: str, on_disk: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB with its own directory under ``var/staging``, deleted afterwards.
+
+    ``on_disk`` keeps the database in a file there instead of in memory: for the whole
+    country, whose facts exceed the memory limit, the buffer manager then evicts pages to the
+    file rather than failing; a handful of households stays in memory.
+    """
     settings = get_settings()
     settings.staging_dir.mkdir(parents=True, exist_ok=True)
     spill = Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=settings.staging_dir))
     con = duckdb.connect(
+        str(spill / f"{purpose}.duckdb") if on_disk else ":memory:",
         config={
             "memory_limit": settings.compute_memory_limit,
             "threads": settings.compute_threads,
@@ -32,8 +38,9 @@ def compute_engine(purpose: str) -> Iterator[duckdb.DuckDBPyConnection]:
             "preserve_insertion_order": False,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
-        }
+        },
     )
+    con.execute("SET enable_progress_bar = false")  # a session option, not a global one
     try:
         yield con
     finally:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
 
 from qamqor.kit.db import get_engine, session_scope
 from qamqor.kit.errors import NotFoundError
 from qamqor.kit.i18n import normalise_language
 from qamqor.profiles.schemas import ProfileOut, ProfileVersionOut, profile_document
 from qamqor.profiles.service import changes, history, open_household
+from qamqor.web.auth import Caller, authorize
 
 router = APIRouter(tags=["profiles"])
 
@@ -22,6 +23,7 @@ router = APIRouter(tags=["profiles"])
 )
 def get_profile(
     household_id: str,
+    caller: Annotated[Caller, Depends(authorize("household.read_profile"))],
     version: Annotated[int | None, Query(ge=1, description="A version (default: current)")] = None,
     sources: Annotated[bool, Query(description="Include the facts behind every value")] = True,
     lang: Annotated[str | None, Query(description="ru, kk or en")] = None,
@@ -29,7 +31,7 @@ def get_profile(
 ) -> dict[str, object]:
     with session_scope() as session:
         try:
-            open_household(session, household_id, categories=["profile", "provenance"])
+            open_household(session, caller, household_id, ["profile", "provenance"])
             return profile_document(
                 get_engine(),
                 session,
@@ -47,10 +49,13 @@ def get_profile(
     response_model=list[ProfileVersionOut],
     summary="Every version of a household's profile and what changed in each",
 )
-def get_profile_history(household_id: str) -> list[dict[str, object]]:
+def get_profile_history(
+    household_id: str,
+    caller: Annotated[Caller, Depends(authorize("household.read_profile"))],
+) -> list[dict[str, object]]:
     with session_scope() as session:
         try:
-            open_household(session, household_id, categories=["profile"])
+            open_household(session, caller, household_id, ["profile"])
             versions = history(session, household_id)
         except NotFoundError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from sqlalchemy import insert, text, update
+import pyarrow as pa
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from qamqor.kit.staging import stage
+from qamqor.kit.columnar import read_batches
+from qamqor.kit.staging import arrow_batches, stage
 from qamqor.profiles.catalogue import compile_features, parameter_values
-from qamqor.profiles.models import ProfileBuild
+from qamqor.profiles.models import ProfileBuild, ProfileHead
 from qamqor.profiles.relations import run_values
 from qamqor.profiles.snapshot import Progress, Snapshot, open_snapshot
 from qamqor.quality.service import SyncResult, sync_issues
+from qamqor.registry.loading import bulk_insert
 
 
 @dataclass
@@ -76,13 +80,13 @@ def compute_profiles(snapshot: Snapshot) -> None:
         """
     )
     names = list(catalogue.features)
-    struct = ", ".join(f"'{n}': v.{n}" for n in names)
+    columns = ", ".join(f"v.{n}" for n in names)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE profile AS
         SELECT household_id, features, quality, region_code,
                sha256(features || '|' || quality) AS content_sha256
-        FROM (SELECT v.household_id, to_json({{{struct}}}) AS features,
+        FROM (SELECT v.household_id, json_array({columns}) AS features,
                      coalesce(f.quality, '{{}}'::JSON) AS quality, v.region_code
               FROM feature_value v LEFT JOIN flag f USING (household_id))
         """
@@ -145,6 +149,7 @@ def _write(connection: Connection, snapshot: Snapshot, started_at: dt.datetime) 
             scope=snapshot.scope,
             max_batch_id=snapshot.max_batch_id,
             catalogue_sha256=snapshot.catalogue.digest,
+            feature_names=list(snapshot.catalogue.features),
             households=snapshot.target_count(),
             changed=0,
             phases=snapshot.phases,
@@ -153,64 +158,114 @@ def _write(connection: Connection, snapshot: Snapshot, started_at: dt.datetime) 
         )
         .returning(ProfileBuild.id)
     ).scalar_one()
-    # The current hash of every household in scope, to write only what changed.
+    _load_heads(connection, snapshot)
+    # What changed: a household without a profile, or whose content hash differs.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE changed AS
+        SELECT p.household_id, coalesce(h.version, 0) + 1 AS version, p.region_code,
+               p.content_sha256, CAST(p.features AS VARCHAR) AS features,
+               CAST(p.quality AS VARCHAR) AS quality, h.version IS NULL AS new_head
+        FROM profile p LEFT JOIN head h USING (household_id)
+        WHERE h.content_sha256 IS DISTINCT FROM p.content_sha256
+        """
+    )
+    as_of = snapshot.as_of.isoformat()
+    changed = bulk_insert(
+        connection,
+        "profile_version",
+        ["household_id", "version", "build_id", "as_of", "features", "quality", "content_sha256"],
+        arrow_batches(
+            con,
+            f"SELECT household_id, version, CAST({int(build_id)} AS INTEGER), "
+            f"DATE '{as_of}', features, quality, content_sha256 FROM changed "
+            # in key order, so the B-tree indexes grow at their right edge
+            "ORDER BY household_id",
+        ),
+    )
+    head_columns = ["household_id", "version", "build_id", "region_code", "content_sha256"]
+    head_rows = (
+        f"SELECT household_id, version, CAST({int(build_id)} AS INTEGER), region_code, "
+        "content_sha256 FROM changed"
+    )
+    # New households straight in; households with a head already get it replaced.
+    bulk_insert(
+        connection,
+        "profile_head",
+        head_columns,
+        arrow_batches(con, head_rows + " WHERE new_head ORDER BY household_id"),
+    )
     stage(
         connection,
-        "profile_incoming",
+        "profile_head_incoming",
         {
             "household_id": "VARCHAR(200)",
-            "content_sha256": "VARCHAR(64)",
+            "version": "INTEGER",
+            "build_id": "INTEGER",
             "region_code": "VARCHAR(32)",
-            "features": "TEXT",
-            "quality": "TEXT",
+            "content_sha256": "VARCHAR(64)",
         },
         con,
-        "SELECT household_id, content_sha256, region_code, CAST(features AS VARCHAR), "
-        "CAST(quality AS VARCHAR) FROM profile",
+        head_rows + " WHERE NOT new_head",
     )
     connection.exec_driver_sql(
-        "CREATE INDEX ix_profile_incoming ON profile_incoming (household_id)"
+        """
+        UPDATE profile_head SET
+          version = (SELECT i.version FROM profile_head_incoming i
+                     WHERE i.household_id = profile_head.household_id),
+          build_id = (SELECT i.build_id FROM profile_head_incoming i
+                      WHERE i.household_id = profile_head.household_id),
+          region_code = (SELECT i.region_code FROM profile_head_incoming i
+                         WHERE i.household_id = profile_head.household_id),
+          content_sha256 = (SELECT i.content_sha256 FROM profile_head_incoming i
+                            WHERE i.household_id = profile_head.household_id)
+        WHERE household_id IN (SELECT household_id FROM profile_head_incoming)
+        """
     )
-    connection.exec_driver_sql(
-        "DELETE FROM profile_incoming WHERE EXISTS (SELECT 1 FROM profile_head h WHERE "
-        "h.household_id = profile_incoming.household_id "
-        "AND h.content_sha256 = profile_incoming.content_sha256)"
-    )
-    json_cast = "CAST({} AS JSON)" if connection.dialect.name == "postgresql" else "{}"
-    params = {"build": build_id, "as_of": snapshot.as_of}
-    changed = connection.execute(
-        text(
-            f"""
-            INSERT INTO profile_version (household_id, version, build_id, as_of, features,
-                                         quality, content_sha256)
-            SELECT i.household_id, coalesce(h.version, 0) + 1, :build, :as_of,
-                   {json_cast.format("i.features")}, {json_cast.format("i.quality")},
-                   i.content_sha256
-            FROM profile_incoming i LEFT JOIN profile_head h USING (household_id)
-            """
-        ),
-        params,
-    ).rowcount
-    connection.execute(
-        text(
-            """
-            INSERT INTO profile_head (household_id, version, build_id, region_code,
-                                      content_sha256)
-            SELECT i.household_id, v.version, :build, i.region_code, i.content_sha256
-            FROM profile_incoming i
-            JOIN profile_version v ON v.household_id = i.household_id AND v.build_id = :build
-            WHERE TRUE
-            ON CONFLICT (household_id) DO UPDATE SET
-              version = excluded.version, build_id = excluded.build_id,
-              region_code = excluded.region_code, content_sha256 = excluded.content_sha256
-            """
-        ),
-        params,
-    )
+    connection.exec_driver_sql("DROP TABLE IF EXISTS profile_head_incoming")
     connection.execute(
         update(ProfileBuild)
         .where(ProfileBuild.id == build_id)
         .values(changed=changed, finished_at=dt.datetime.now(dt.UTC))
     )
-    connection.exec_driver_sql("DROP TABLE IF EXISTS profile_incoming")
     return build_id, changed
+
+
+def _load_heads(connection: Connection, snapshot: Snapshot) -> None:
+    """``head`` in DuckDB: the current version and hash of every household in scope."""
+    con = snapshot.con
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE head "
+        "(household_id VARCHAR, version INTEGER, content_sha256 VARCHAR)"
+    )
+    columns = "household_id, version, content_sha256"
+    if snapshot.households is None:
+        batches: Iterator[pa.RecordBatch] = read_batches(
+            connection.engine, f"SELECT {columns} FROM profile_head"
+        )
+    else:
+        rows: list[Any] = []
+        for i in range(0, len(snapshot.households), 500):
+            rows.extend(
+                connection.execute(
+                    select(
+                        ProfileHead.household_id, ProfileHead.version, ProfileHead.content_sha256
+                    ).where(ProfileHead.household_id.in_(snapshot.households[i : i + 500]))
+                ).all()
+            )
+        names = ["household_id", "version", "content_sha256"]
+        table = pa.table(
+            {n: [r[i] for r in rows] for i, n in enumerate(names)},
+            schema=pa.schema(
+                [
+                    ("household_id", pa.string()),
+                    ("version", pa.int32()),
+                    ("content_sha256", pa.string()),
+                ]
+            ),
+        )
+        batches = iter(table.to_batches())
+    for batch in batches:
+        con.register("incoming", batch)
+        con.execute("INSERT INTO head SELECT * FROM incoming")
+        con.unregister("incoming")

@@ -1,7 +1,7 @@
 """Registry facts from the system-of-record database into DuckDB, as typed Arrow.
 
-Two routes, one result. The whole country is read in bulk: from PostgreSQL with ADBC (Arrow
-straight from binary COPY), from SQLite through its Python driver in batches of 65,536 rows;
+Two routes, one result. The whole country is read in bulk as Arrow (``kit/columnar.py``: ADBC,
+1.25 M rows/s from SQLite here, against 0.26 M/s through Python rows);
 a handful of households is read with SQLAlchemy queries on the indexed ``iin`` and
 ``household_id`` columns. Both produce the same Arrow schema (``FACT_COLUMNS``), and a test
 holds them equal, so everything downstream — relations, features, checks — is one code path.
@@ -13,8 +13,9 @@ provenance can be listed later exactly as it was.
 
 from __future__ import annotations
 
-import urllib.parse
+import itertools
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pyarrow as pa
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
+from qamqor.kit.columnar import read_batches
 from qamqor.registry.models import FACT_TABLES, Batch
 
 _S, _D, _I, _F = pa.string(), pa.date32(), pa.int64(), pa.float64()
@@ -106,20 +108,7 @@ def latest_batch_id(connection: Connection) -> int:
     return int(connection.execute(select(func.coalesce(func.max(Batch.id), 0))).scalar_one())
 
 
-def _canonical(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """SQLite hands dates over as text and empty strings for NULL (see ``_adbc_sql``)."""
-    arrays = []
-    for field in schema:
-        column = batch.column(field.name)
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            column = pc.if_else(pc.equal(column, ""), pa.scalar(None, column.type), column)
-        if column.type != field.type:
-            column = column.cast(field.type)
-        arrays.append(column)
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def _adbc_sql(source: str, dialect: str, max_batch: int) -> str:
+def _bulk_sql(source: str, dialect: str, max_batch: int) -> str:
     items = []
     for name, kind in FACT_COLUMNS[source].items():
         if dialect == "sqlite" and kind in (_S, _D):
@@ -133,58 +122,50 @@ def _adbc_sql(source: str, dialect: str, max_batch: int) -> str:
     return f"SELECT {', '.join(items)} FROM fact_{source} WHERE batch_id <= {int(max_batch)}"
 
 
-def _adbc_connect(engine: Engine) -> object:
-    import adbc_driver_postgresql.dbapi
-
-    url = engine.url
-    with engine.connect() as conn:
-        search_path = str(conn.exec_driver_sql("SHOW search_path").scalar_one())
-    netloc = urllib.parse.quote(url.username or "postgres", safe="")
-    if url.password:
-        netloc += ":" + urllib.parse.quote(str(url.password), safe="")
-    netloc += f"@{url.host or '127.0.0.1'}:{url.port or 5432}"
-    options = urllib.parse.quote(f"-csearch_path={search_path}", safe="")
-    uri = f"postgresql://{netloc}/{url.database}?options={options}"
-    return adbc_driver_postgresql.dbapi.connect(uri)
+def _conversion(name: str, raw: pa.DataType, target: pa.DataType) -> str:
+    """SQL turning a column as the driver gave it into its canonical type (see ``_bulk_sql``)."""
+    text = pa.types.is_string(raw) or pa.types.is_large_string(raw)
+    value = f"NULLIF({name}, '')" if text else name
+    duck = {_S: "VARCHAR", _D: "DATE", _I: "BIGINT", _F: "DOUBLE"}[target]
+    return f"CAST({value} AS {duck}) AS {name}"
 
 
-def _sqlite_batches(engine: Engine, source: str, max_batch: int) -> Iterator[pa.RecordBatch]:
-    """SQLite through the Python driver SQLAlchemy uses, never a second SQLite library.
-
-    The ADBC SQLite driver brings its own copy of SQLite; two copies in one process break
-    SQLite's POSIX locks (closing one copy's file descriptor drops the other's locks), which
-    showed here as "disk I/O error" on the next connection. One library, slower but safe.
-    """
+def _load_source(
+    con: duckdb.DuckDBPyConnection,
+    engine: Engine,
+    source: str,
+    max_batch: int,
+    progress: Progress | None,
+) -> int:
     schema = _schema(source)
-    sql = _adbc_sql(source, "sqlite", max_batch)
-    with engine.connect() as conn:
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(sql)
-        while rows := cursor.fetchmany(65_536):
-            columns = zip(*rows, strict=True)
-            arrays = [
-                pa.array(values, type=pa.string() if f.type == _D else f.type)
-                for f, values in zip(schema, columns, strict=True)
-            ]
-            yield _canonical(pa.RecordBatch.from_arrays(arrays, names=schema.names), schema)
-        cursor.close()
+    batches = read_batches(engine, _bulk_sql(source, engine.dialect.name, max_batch))
+    first = next(batches, None)
+    if first is None:
+        return 0
+    rows = 0
 
+    def counted() -> Iterator[pa.RecordBatch]:
+        nonlocal rows
+        for batch in itertools.chain([first], batches):
+            rows += batch.num_rows
+            if progress is not None:
+                progress(source, rows)
+            yield batch
 
-def _adbc_batches(engine: Engine, source: str, max_batch: int) -> Iterator[pa.RecordBatch]:
-    if engine.dialect.name == "sqlite":
-        yield from _sqlite_batches(engine, source, max_batch)
-        return
-    schema = _schema(source)
-    conn = _adbc_connect(engine)
+    # One INSERT over the stream, converting in DuckDB (vectorised, parallel) rather than in
+    # Python batch by batch: 21 s instead of 30 s for a million households' facts.
+    reader = pa.RecordBatchReader.from_batches(first.schema, counted())
+    select_list = ", ".join(
+        _conversion(f.name, first.schema.field(f.name).type, f.type) for f in schema
+    )
+    cursor = con.cursor()
     try:
-        cursor = conn.cursor()  # type: ignore[attr-defined]
-        cursor.execute(_adbc_sql(source, engine.dialect.name, max_batch))
-        reader = cursor.fetch_record_batch()
-        for batch in reader:
-            yield _canonical(batch, schema)
-        cursor.close()
+        cursor.register("incoming", reader)
+        cursor.execute(f"INSERT INTO fact_{source} SELECT {select_list} FROM incoming")
+        cursor.unregister("incoming")
     finally:
-        conn.close()  # type: ignore[attr-defined]
+        cursor.close()
+    return rows
 
 
 def load_all(
@@ -193,27 +174,19 @@ def load_all(
     max_batch: int,
     progress: Progress | None = None,
 ) -> dict[str, int]:
-    """Every fact of every source into ``fact_<source>``; returns rows per source."""
-    counts = {}
+    """Every fact of every source into ``fact_<source>``; returns rows per source.
+
+    Two sources at a time: each is read by its own driver (a child process on SQLite), so the
+    reading of one overlaps the loading of the other on the two cores.
+    """
     for source in SOURCES:
         _create(con, source)
-        rows = 0
-
-        def counted(source: str = source) -> Iterator[pa.RecordBatch]:
-            nonlocal rows
-            for batch in _adbc_batches(engine, source, max_batch):
-                rows += batch.num_rows
-                if progress is not None:
-                    progress(source, rows)
-                yield batch
-
-        # One INSERT over a stream: DuckDB pulls the batches, no per-batch statement.
-        reader = pa.RecordBatchReader.from_batches(_schema(source), counted())
-        con.register("incoming", reader)
-        con.execute(f"INSERT INTO fact_{source} SELECT * FROM incoming")
-        con.unregister("incoming")
-        counts[source] = rows
-    return counts
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {
+            source: pool.submit(_load_source, con, engine, source, max_batch, progress)
+            for source in SOURCES
+        }
+        return {source: future.result() for source, future in futures.items()}
 
 
 def _create(con: duckdb.DuckDBPyConnection, source: str) -> None:

@@ -25,6 +25,8 @@ class ProfileBuild(Base):
     scope: Mapped[str] = mapped_column(String(16))  # all | households
     max_batch_id: Mapped[int] = mapped_column(Integer)
     catalogue_sha256: Mapped[str] = mapped_column(String(64))
+    # the order of the values in each version's ``features`` array
+    feature_names: Mapped[list[str]] = mapped_column(JSON)
     households: Mapped[int] = mapped_column(BigInteger)
     changed: Mapped[int] = mapped_column(BigInteger)
     phases: Mapped[dict[str, float]] = mapped_column(JSON)
@@ -41,8 +43,10 @@ class ProfileVersion(Base):
     version: Mapped[int] = mapped_column(Integer)
     build_id: Mapped[int] = mapped_column(ForeignKey("profile_build.id"))
     as_of: Mapped[dt.date] = mapped_column(Date)
-    # feature -> value, and feature -> the data-quality checks that taint it
-    features: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # the values, in the order of the build's ``feature_names`` (a JSON array: a quarter of the
+    # size of an object naming every feature, 1.5 GB instead of 6 for a country), and
+    # feature -> the data-quality checks that taint it
+    features: Mapped[list[Any]] = mapped_column(JSON)
     quality: Mapped[dict[str, list[str]]] = mapped_column(JSON)
     content_sha256: Mapped[str] = mapped_column(String(64))
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from qamqor.web.auth import Caller
 
 from qamqor.kit.errors import NotFoundError
 from qamqor.profiles.catalogue import Catalogue, load_catalogue, parameter_values
@@ -46,15 +49,58 @@ class FactRef:
         }
 
 
-def open_household(session: Session, household_id: str, categories: list[str]) -> None:
-    """Every read of a household's personal data passes here, in the reader's transaction.
+def open_household(
+    session: Session, caller: Caller, household_id: str, categories: list[str]
+) -> None:
+    """Every API read of a household's personal data passes here, in the reader's transaction:
+    the privacy policy decides, and the access log records the read before it happens."""
+    from qamqor.privacy.access import open_personal_data
 
-    Authorisation and the access log hook in at this one place (the privacy feature).
-    """
-    _ = session, household_id, categories
+    open_personal_data(
+        session,
+        caller.principal,
+        household_id=household_id,
+        categories=categories,
+        purpose=caller.purpose,
+        action=caller.action,
+    )
 
 
-def get_version(session: Session, household_id: str, version: int | None = None) -> ProfileVersion:
+@dataclass(frozen=True)
+class ProfileView:
+    """A stored profile version with its values named (``features``: name -> value)."""
+
+    household_id: str
+    version: int
+    build_id: int
+    as_of: dt.date
+    features: dict[str, Any]
+    quality: dict[str, list[str]]
+    content_sha256: str
+
+
+def _views(session: Session, rows: list[ProfileVersion]) -> list[ProfileView]:
+    names = {
+        b.id: b.feature_names
+        for b in session.scalars(
+            select(ProfileBuild).where(ProfileBuild.id.in_({r.build_id for r in rows}))
+        )
+    }
+    return [
+        ProfileView(
+            household_id=r.household_id,
+            version=r.version,
+            build_id=r.build_id,
+            as_of=r.as_of,
+            features=dict(zip(names[r.build_id], r.features, strict=True)),
+            quality=r.quality,
+            content_sha256=r.content_sha256,
+        )
+        for r in rows
+    ]
+
+
+def get_version(session: Session, household_id: str, version: int | None = None) -> ProfileView:
     """The household's current profile version, or the given one."""
     if version is None:
         head = session.get(ProfileHead, household_id)
@@ -71,10 +117,10 @@ def get_version(session: Session, household_id: str, version: int | None = None)
     ).first()
     if found is None:
         raise NotFoundError(f"household {household_id!r} has no profile version {version}")
-    return found
+    return _views(session, [found])[0]
 
 
-def history(session: Session, household_id: str) -> list[ProfileVersion]:
+def history(session: Session, household_id: str) -> list[ProfileView]:
     versions = list(
         session.scalars(
             select(ProfileVersion)
@@ -84,10 +130,10 @@ def history(session: Session, household_id: str) -> list[ProfileVersion]:
     )
     if not versions:
         raise NotFoundError(f"no profile for household {household_id!r}")
-    return versions
+    return _views(session, versions)
 
 
-def changes(older: ProfileVersion | None, newer: ProfileVersion) -> dict[str, list[Any]]:
+def changes(older: ProfileView | None, newer: ProfileView) -> dict[str, list[Any]]:
     """Feature -> [before, after] for what differs between two versions (flags included)."""
     out: dict[str, list[Any]] = {}
     before = older.features if older else {}

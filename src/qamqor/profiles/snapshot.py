@@ -69,7 +69,7 @@ def open_snapshot(
     checks = load_checks()
     phases: dict[str, float] = {}
     mark = time.monotonic()
-    with compute_engine("profiles") as con:
+    with compute_engine("profiles", on_disk=households is None) as con:
         with engine.connect() as conn:
             max_batch = facts.latest_batch_id(conn) if max_batch_id is None else max_batch_id
             if households is None:

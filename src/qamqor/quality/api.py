@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from qamqor.kit.db import session_scope
 from qamqor.kit.i18n import normalise_language
 from qamqor.kit.settings import get_settings
 from qamqor.profiles.service import open_household
 from qamqor.quality.checks import load_checks
-from qamqor.quality.models import QualityIssue
+from qamqor.quality.models import QualityIssue, QualityIssueSubject
 from qamqor.quality.service import issue_subjects, list_issues, scorecard
+from qamqor.web.auth import Caller, authorize
 
 router = APIRouter(prefix="/quality", tags=["quality"])
 
@@ -77,8 +80,25 @@ def _issue(issue: QualityIssue, lang: str) -> dict[str, Any]:
     }
 
 
+def _households(session: Session, issue_ids: list[int], only: str | None) -> list[str]:
+    if only is not None:
+        return [only]
+    if not issue_ids:
+        return []
+    found = session.scalars(
+        select(QualityIssueSubject.household_id)
+        .where(
+            QualityIssueSubject.issue_id.in_(issue_ids),
+            QualityIssueSubject.household_id.is_not(None),
+        )
+        .distinct()
+    )
+    return sorted(h for h in found if h)
+
+
 @router.get("/issues", response_model=IssuePage, summary="Data-quality issues, filtered, paged")
 def get_issues(
+    caller: Annotated[Caller, Depends(authorize("household.read_quality"))],
     status: Annotated[str, Query(pattern="^(open|closed|all)$")] = "open",
     check: str | None = None,
     owner: Annotated[str | None, Query(description="Source registry that owns the fix")] = None,
@@ -93,8 +113,6 @@ def get_issues(
     limit = min(limit, get_settings().page_size_max)
     language = normalise_language(lang or accept_language)
     with session_scope() as session:
-        if household_id is not None:
-            open_household(session, household_id, categories=["quality"])
         total, issues = list_issues(
             session,
             status=None if status == "all" else status,
@@ -106,6 +124,10 @@ def get_issues(
             offset=offset,
             limit=limit,
         )
+        # Issues name persons (key, detail): each household on the page is opened, under the
+        # caller's stated purpose, and logged; a citizen lists only their own (?household_id=).
+        for household in _households(session, [i.id for i in issues], household_id):
+            open_household(session, caller, household, ["quality"])
         return {
             "total": total,
             "offset": offset,
@@ -119,14 +141,18 @@ def get_issues(
     response_model=IssueDetail,
     summary="One issue with the persons and households it affects",
 )
-def get_issue(issue_id: int, lang: str | None = None) -> dict[str, Any]:
+def get_issue(
+    issue_id: int,
+    caller: Annotated[Caller, Depends(authorize("household.read_quality"))],
+    lang: str | None = None,
+) -> dict[str, Any]:
     with session_scope() as session:
         issue = session.get(QualityIssue, issue_id)
         if issue is None:
             raise HTTPException(status_code=404, detail=f"no data-quality issue {issue_id}")
         subjects = issue_subjects(session, issue_id)
         for household in sorted({s.household_id for s in subjects if s.household_id}):
-            open_household(session, household, categories=["quality"])
+            open_household(session, caller, household, ["quality"])
         out = _issue(issue, normalise_language(lang))
         out["subjects"] = [{"household_id": s.household_id, "iin": s.iin} for s in subjects]
         return out
@@ -134,6 +160,7 @@ def get_issue(issue_id: int, lang: str | None = None) -> dict[str, Any]:
 
 @router.get("/scorecard", summary="Quality per source registry or per region")
 def get_scorecard(
+    _: Annotated[Caller, Depends(authorize("quality.read_scorecard"))],
     by: Annotated[str, Query(pattern="^(source|region)$")] = "source",
 ) -> list[dict[str, Any]]:
     with session_scope() as session:

@@ -35,6 +35,7 @@ CAUGHT_BY: dict[str, tuple[str, str]] = {
     "missing_income_months": ("employed_without_income", "iin"),
     "stale_records": ("employed_without_income", "iin"),
     "birth_date_iin_mismatch": ("iin_birth_mismatch", "iin"),
+    "duplicate_person": ("duplicate_person", "iin"),
 }
 # check -> defect classes whose instances explain its findings, and the match key
 EXPLAINED_BY: dict[str, tuple[tuple[str, ...], str]] = {
@@ -46,7 +47,7 @@ EXPLAINED_BY: dict[str, tuple[tuple[str, ...], str]] = {
     "iin_birth_mismatch": (("birth_date_iin_mismatch",), "iin"),
     "member_without_person_record": (REJECTING, "iin"),
     "child_without_adult": (REJECTING, "household_id"),
-    "duplicate_person": ((), "iin"),
+    "duplicate_person": (("duplicate_person",), "iin"),
     "stale_source": ((), "iin"),
 }
 
@@ -77,7 +78,7 @@ def evaluate(session: Session, synth_dir: Path) -> dict[str, Any]:
             Batch, Batch.id == Rejection.batch_id
         )
     ).all()
-    duplicates = dict(session.execute(select(Batch.source, Batch.duplicates)).tuples().all())
+    duplicates = {s: d for s, d in session.execute(select(Batch.source, Batch.duplicates))}
     con = duckdb.connect()
     try:
         con.register(

@@ -21,6 +21,7 @@ from qamqor.registry.schemas import (
     RejectionOut,
     SourceOut,
 )
+from qamqor.web.auth import Caller, authorize
 
 router = APIRouter(prefix="/registry", tags=["registry"])
 
@@ -38,7 +39,9 @@ def _limit(limit: int) -> int:
 
 
 @router.get("/sources", response_model=list[SourceOut], summary="The source registry catalogue")
-def list_sources() -> list[SourceOut]:
+def list_sources(
+    _: Annotated[Caller, Depends(authorize("registry.read_sources"))],
+) -> list[SourceOut]:
     return [
         SourceOut(
             code=s.code,
@@ -57,10 +60,14 @@ def list_sources() -> list[SourceOut]:
 @router.get("/batches", response_model=Page[BatchOut], summary="Ingested batches, newest first")
 def list_batches(
     session: SessionDep,
+    caller: Annotated[Caller, Depends(authorize("registry.read_batches"))],
     source: str | None = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1)] = 50,
 ) -> Page[BatchOut]:
+    if caller.rule.scope == "source":  # a registry client lists its own registry's batches
+        caller.require_source(source or str(caller.principal.source))
+        source = caller.principal.source
     rows, total = service.list_batches(session, source=source, offset=offset, limit=_limit(limit))
     return Page(
         items=[BatchOut.model_validate(r) for r in rows], total=total, offset=offset, limit=limit
@@ -72,11 +79,16 @@ def list_batches(
     response_model=BatchReportOut,
     summary="One batch's reconciled report",
 )
-def get_batch(batch_id: int, session: SessionDep) -> BatchReportOut:
+def get_batch(
+    batch_id: int,
+    session: SessionDep,
+    caller: Annotated[Caller, Depends(authorize("registry.read_batches"))],
+) -> BatchReportOut:
     try:
         batch = service.get_batch(session, batch_id)
     except NotFoundError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
+    caller.require_source(batch.source)
     base = BatchOut.model_validate(batch).model_dump()
     return BatchReportOut(
         **base,
@@ -93,6 +105,7 @@ def get_batch(batch_id: int, session: SessionDep) -> BatchReportOut:
 def list_rejections(
     batch_id: int,
     session: SessionDep,
+    caller: Annotated[Caller, Depends(authorize("registry.read_rejections"))],
     reason: Annotated[str | None, Query(description="Only rejections citing this reason")] = None,
     lang: Annotated[
         str | None, Query(description="ru, kk or en; default from Accept-Language")
@@ -102,6 +115,7 @@ def list_rejections(
     limit: Annotated[int, Query(ge=1)] = 50,
 ) -> Page[RejectionOut]:
     try:
+        caller.require_source(service.get_batch(session, batch_id).source)
         rows, total = service.list_rejections(
             session, batch_id, reason=reason, offset=offset, limit=_limit(limit)
         )

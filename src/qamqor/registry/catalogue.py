@@ -13,7 +13,19 @@ from typing import Any
 import yaml
 
 COLUMN_TYPES = frozenset(
-    {"record_id", "iin", "bin", "date", "month", "money", "decimal", "code", "name", "text"}
+    {
+        "record_id",
+        "iin",
+        "bin",
+        "date",
+        "month",
+        "money",
+        "decimal",
+        "code",
+        "name",
+        "text",
+        "icd10",
+    }
 )
 LANGUAGES = ("ru", "kk", "en")
 
@@ -25,6 +37,7 @@ class Column:
     required: bool = True
     values: tuple[str, ...] = ()
     past: bool = False
+    special: bool = False  # a special category of personal data: encrypted at rest
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,10 @@ class Source:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def has_special_columns(self) -> bool:
+        return any(c.special for c in self.columns)
 
     def column(self, name: str) -> Column:
         for column in self.columns:
@@ -106,6 +123,7 @@ def sources() -> dict[str, Source]:
                     required=bool(col.get("required", True)),
                     values=values,
                     past=bool(col.get("past", False)),
+                    special=bool(col.get("special", False)),
                 )
             )
         names = [c.name for c in columns]

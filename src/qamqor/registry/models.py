@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from qamqor.kit.db import Base, UTCDateTime
+from qamqor.privacy.fields import EncryptedString
 
 IIN = String(12)
 CODE = String(32)
@@ -70,6 +71,12 @@ class Rejection(Base):
         Text
     )  # space-separated reason codes, e.g. "check_digit:iin"
     raw: Mapped[str] = mapped_column(Text)
+    # A source with special-category columns (catalogue `special: true`) keeps the raw text
+    # here, encrypted; `raw` then holds only RAW_SEALED (docs/encryption-and-retention.md).
+    raw_sealed: Mapped[str | None] = mapped_column(EncryptedString(row=("batch_id", "line_no")))
+
+
+RAW_SEALED = "[encrypted]"
 
 
 def _pk() -> Mapped[int]:
@@ -182,6 +189,8 @@ class DisabilityFact(_Provenance, Base):
     disability_group: Mapped[str] = mapped_column(CODE)
     assigned_on: Mapped[dt.date] = mapped_column(Date)
     valid_until: Mapped[dt.date | None] = mapped_column(Date)
+    # ICD-10 code, AES-GCM encrypted and bound to its batch and line (privacy/fields.py)
+    diagnosis: Mapped[str | None] = mapped_column(EncryptedString(row=("batch_id", "line_no")))
 
 
 class FinanceFact(_Provenance, Base):

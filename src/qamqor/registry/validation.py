@@ -30,6 +30,9 @@ REASON_CHECKS = (
 
 MONEY_PATTERN = r"[0-9]{1,15}([.,][0-9]{1,2})?"
 NAME_PATTERN = r"\p{L}[\p{L}\p{M} ''’.\-]*"  # '' is a quote inside the SQL literal
+# ICD-10 (WHO; МКБ-10 in Kazakhstan): category letter + two digits, then optionally a dot and a
+# subcategory (one digit in WHO's list, up to four characters in national extensions).
+ICD10_PATTERN = r"[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?"
 
 # Mojibake: UTF-8 text decoded as CP1251 (or Latin-1) turns every Cyrillic letter into a pair:
 # a lead character (Р С Т У, or Ð Ñ Ò Ó) and one of the characters that bytes 0x80-0xBF decode
@@ -130,6 +133,8 @@ def _checks(column: Column, v: str, typed: str, derived: str, today: dt.date) ->
         arms.append((derived, f"mojibake:{name}"))
     elif column.type == "record_id":
         arms.append((f"length({v}) > 64", f"too_long:{name}"))
+    elif column.type == "icd10":
+        arms.append((f"NOT regexp_full_match({v}, '{ICD10_PATTERN}')", f"unknown_code:{name}"))
     return [f"CASE WHEN {v} IS NOT NULL AND ({c}) THEN '{reason}' END" for c, reason in arms]
 
 

@@ -5,7 +5,8 @@ classes (``invalid_iin_check_digit``, ``duplicate_rows``), the people who could 
 others (the deceased for ``deceased_still_listed`` and ``income_after_death``, wage earners paid
 every month for ``missing_income_months``, contracts ended over a year ago for
 ``stale_records``, living people for ``person_in_two_households``, population rows for
-``birth_date_iin_mismatch`` and ``mojibake``).
+``birth_date_iin_mismatch`` and ``mojibake``, living people for ``duplicate_person``: registered
+a second time under a new IIN, same name and birth date).
 
 Injection runs in three steps around record numbering: rows added first (so they get ids),
 then values altered and rows dropped (a dropped row leaves a gap in the numbering, as a real
@@ -22,7 +23,7 @@ import pyarrow.compute as pc
 
 from qamqor.synth import names
 from qamqor.synth.economy import INCOME_TYPES, Rows
-from qamqor.synth.population import NO_DATE, OTHER, RELATIONS, Persons
+from qamqor.synth.population import NO_DATE, OTHER, RELATIONS, Persons, SerialCounter
 
 DEFECT_CLASSES = (
     "invalid_iin_check_digit",
@@ -34,6 +35,7 @@ DEFECT_CLASSES = (
     "missing_income_months",
     "birth_date_iin_mismatch",
     "mojibake",
+    "duplicate_person",
 )
 DEFAULT_DEFECT_RATES: dict[str, float] = {
     "invalid_iin_check_digit": 0.002,
@@ -45,6 +47,7 @@ DEFAULT_DEFECT_RATES: dict[str, float] = {
     "missing_income_months": 0.005,
     "birth_date_iin_mismatch": 0.002,
     "mojibake": 0.002,
+    "duplicate_person": 0.001,
 }
 YEAR = 365
 
@@ -116,9 +119,23 @@ def add_rows(
     as_of: int,
     months: np.ndarray,
     log: DefectLog,
+    counter: SerialCounter | None = None,
 ) -> None:
     """Defects that add rows: they need record ids like any other row."""
     alive = np.flatnonzero(ps.alive)
+    chosen = _pick(rng, alive, rates.get("duplicate_person", 0.0))
+    if len(chosen) and counter is not None:
+        population = extracts["population"]
+        position = np.full(len(ps.age), -1, dtype=np.int64)
+        position[population.person] = np.arange(len(population))
+        chosen = chosen[position[chosen] >= 0]
+        extra = population.take(position[chosen])
+        # A second registration: same person, a fresh IIN from the same birth date and sex.
+        extra.columns["iin"] = counter.allocate(ps.birth[chosen], ps.sex[chosen])
+        start = len(population)
+        extracts["population"] = Rows.concat([population, extra])
+        detail = pa.array([f"registered again as {v:012d}" for v in extra.columns["iin"]])
+        log.add("duplicate_person", "population", start + np.arange(len(chosen)), chosen, detail)
     n_households = len(household_ids)
     chosen = _pick(rng, alive, rates.get("person_in_two_households", 0.0))
     if len(chosen) and n_households > 1:

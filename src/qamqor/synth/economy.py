@@ -15,6 +15,9 @@ Assumptions (rounded, from the Bureau of National Statistics and the agencies' a
   per child; people with a current disability receive 55,000-100,000 ₸ by group.
 - Self-employment: median 120,000 ₸, declared in ~70 % of months.
 - Disability: ~3.5 % of people (1.4 % of children, rising with age), groups 1/2/3 in 10/40/50 %.
+  Each carries the ICD-10 (МКБ-10) code of the underlying condition, drawn from conditions
+  typical of its group (cerebral palsy, Down syndrome, autism for children; stroke sequelae,
+  blindness, end-stage kidney disease for group 1...); 8 % of records have none.
 - Property: 82 % of urban and 90 % of rural households own their dwelling (18-25 m² a person),
   8 % a second one; 60 % of rural and 10 % of urban households a land plot; 30 % a vehicle.
 - Finance: a third of adults have a consumer loan, 10 % a microloan, 5-9 % a mortgage (ages
@@ -134,10 +137,24 @@ class Truth:
     income_tiyn: np.ndarray  # per household: total over the extract months
 
 
+@dataclass
+class Contracts:
+    """Employment contracts (current and previous) that pay a wage: who, which BIN, when."""
+
+    person: np.ndarray
+    employer: np.ndarray
+    start: np.ndarray
+    end: np.ndarray  # NO_DATE while open
+
+
 def employment(
     rng: np.random.Generator, hh: Households, ps: Persons, as_of: int, employers: Employers
-) -> tuple[Rows, np.ndarray, np.ndarray]:
-    """Contracts, self-employment and registered unemployment; returns rows, status, employer."""
+) -> tuple[Rows, np.ndarray, np.ndarray, Contracts]:
+    """Contracts, self-employment and registered unemployment.
+
+    Returns the rows, each person's status and current employer, and the wage-paying contracts
+    (a wage is paid by the employer whose contract covers the month, previous jobs included).
+    """
     p = len(ps.age)
     rural = hh.rural[ps.household]
     working_age = (ps.age >= 18) & ~ps.pensioner
@@ -192,7 +209,14 @@ def employment(
     rows.columns["end_date"] = np.concatenate([end[current], prev_end])
     last = np.maximum(rows.columns["start_date"], rows.columns["end_date"])
     rows.columns["updated_on"] = updated_on(rng, len(person), as_of, 7, last)
-    return rows, status, employer
+    paid = np.flatnonzero(status[current] == EMPLOYED)
+    contracts = Contracts(
+        person=np.concatenate([current[paid], previous]),
+        employer=np.concatenate([employer[current][paid], prev_employer]),
+        start=np.concatenate([start[current][paid], prev_start]),
+        end=np.concatenate([end[current][paid], prev_end]),
+    )
+    return rows, status, employer, contracts
 
 
 def _month_start(month: np.ndarray) -> np.ndarray:
@@ -206,7 +230,7 @@ def income(
     months: np.ndarray,
     as_of: int,
     status: np.ndarray,
-    employer: np.ndarray,
+    contracts: Contracts,
     disability: np.ndarray,
     state_payer: int,
 ) -> tuple[Rows, np.ndarray]:
@@ -224,20 +248,29 @@ def income(
     child_benefit = np.where(is_head & (kids[ps.household] >= 3), 17_000_00 * kids[ps.household], 0)
     dis_amount = np.array([100_000_00, 80_000_00, 55_000_00, 70_000_00, 0])[disability]
     m = len(months)
-    kinds = [
-        (0, status == EMPLOYED, wage, employer),
-        (1, ps.pensioner, pension, np.full(p, state_payer)),
-        (2, child_benefit > 0, child_benefit, np.full(p, state_payer)),
-        (2, disability < len(DISABILITY_GROUPS), dis_amount, np.full(p, state_payer)),
-        (3, status == SELF_EMPLOYED, self_income, np.full(p, -1)),
-    ]
-    parts = []
-    for kind, who, amount, payer in kinds:
+    # Wages: one row per contract and month it covers, paid by that contract's employer (a
+    # job change mid-quarter shows the old employer's months and then the new one's).
+    c_index = np.repeat(np.arange(len(contracts.person)), m)
+    c_month = np.tile(months, len(contracts.person))
+    covers = (contracts.start[c_index] <= _month_start(c_month + 1) - 1) & (
+        (contracts.end[c_index] == NO_DATE) | (contracts.end[c_index] >= _month_start(c_month))
+    )
+    c_index, c_month = c_index[covers], c_month[covers]
+    streams = [(0, contracts.person[c_index], c_month, wage, contracts.employer[c_index])]
+    for kind, who, amount, payer in (
+        (1, ps.pensioner, pension, state_payer),
+        (2, child_benefit > 0, child_benefit, state_payer),
+        (2, disability < len(DISABILITY_GROUPS), dis_amount, state_payer),
+        (3, status == SELF_EMPLOYED, self_income, -1),
+    ):
         person = np.repeat(np.flatnonzero(who), m)
-        month = np.tile(months, int(who.sum()))
-        first_day = _month_start(month)
+        streams.append(
+            (kind, person, np.tile(months, int(who.sum())), amount, np.full(len(person), payer))
+        )
+    parts = []
+    for kind, person, month, amount, payer_of_row in streams:
         death = ps.death[person]
-        alive = (death == NO_DATE) | (death >= first_day)  # paid for the month of death
+        alive = (death == NO_DATE) | (death >= _month_start(month))  # paid for the month of death
         noise = np.ones(len(person))
         if kind == 0:
             noise = rng.normal(1, 0.05, len(person)) * np.where(
@@ -250,7 +283,7 @@ def income(
             tiyn = np.maximum(tiyn, MZP_TIYN)
         sel = np.flatnonzero(alive)
         parts.append(
-            (person[sel], month[sel], np.full(len(sel), kind), tiyn[sel], payer[person[sel]])
+            (person[sel], month[sel], np.full(len(sel), kind), tiyn[sel], payer_of_row[sel])
         )
     person = np.concatenate([x[0] for x in parts])
     order = np.lexsort(
@@ -297,6 +330,44 @@ def disability(rng: np.random.Generator, ps: Persons, as_of: int) -> tuple[Rows,
     rows.columns["valid_until"] = until
     rows.columns["updated_on"] = updated_on(rng, k, as_of, 30, assigned)
     return rows, current
+
+
+# ICD-10 codes of conditions behind each disability group, and how often each is drawn.
+DIAGNOSES: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
+    "1": (
+        ("I69.4", "G80.0", "H54.0", "C34.9", "G12.2", "N18.5", "T91.3", "F72", "G35"),
+        (0.22, 0.12, 0.12, 0.12, 0.06, 0.1, 0.08, 0.1, 0.08),
+    ),
+    "2": (
+        ("I63.9", "E10.7", "I50.0", "F20.0", "G40.2", "M05.8", "C50.9", "H54.1", "G35", "S78.1"),
+        (0.18, 0.12, 0.12, 0.12, 0.08, 0.1, 0.08, 0.08, 0.06, 0.06),
+    ),
+    "3": (
+        ("H90.3", "M16.1", "I11.9", "E11.9", "J44.9", "M51.1", "G40.9", "F70", "Z89.5"),
+        (0.14, 0.14, 0.16, 0.14, 0.1, 0.12, 0.06, 0.08, 0.06),
+    ),
+    "child": (
+        ("G80.1", "Q90.9", "F84.0", "Q05.9", "E84.9", "H90.3", "G40.3", "Q21.1", "E10.9", "Q65.1"),
+        (0.2, 0.14, 0.16, 0.06, 0.04, 0.1, 0.1, 0.06, 0.08, 0.06),
+    ),
+}
+NO_DIAGNOSIS = 0.08
+
+
+def diagnoses(rng: np.random.Generator, groups: pa.Array | np.ndarray) -> pa.Array:
+    """An ICD-10 code per disability row, typical of its group; NULL for 8 % of rows."""
+    if isinstance(groups, pa.Array):
+        groups = groups.to_numpy(zero_copy_only=False)
+    group = np.asarray(groups, dtype=object)
+    codes_out = np.full(len(group), None, dtype=object)
+    for name, (choices, weights) in DIAGNOSES.items():
+        rows = np.flatnonzero(group == name)
+        p = np.asarray(weights) / np.sum(weights)
+        codes_out[rows] = np.asarray(choices, dtype=object)[
+            rng.choice(len(choices), len(rows), p=p)
+        ]
+    codes_out[rng.random(len(group)) < NO_DIAGNOSIS] = None
+    return pa.array(codes_out.tolist(), pa.string())
 
 
 def _acquired(rng: np.random.Generator, ps: Persons, owner: np.ndarray, as_of: int) -> np.ndarray:

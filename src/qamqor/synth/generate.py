@@ -258,10 +258,14 @@ def generate(
         ps = make_persons(rng, hh, as_of_day, counter)
         persons_total += len(ps.age)
         household_ids = pc.binary_join_element_wise("HH", id_strings(hh.household_no, 10), "")
-        employment, status, employer = economy.employment(rng, hh, ps, as_of_day, employers)
+        employment, status, employer, jobs = economy.employment(rng, hh, ps, as_of_day, employers)
         disability, current_group = economy.disability(rng, ps, as_of_day)
+        # A stream of its own, so adding diagnoses left every other source's values as they were.
+        disability.columns["diagnosis"] = economy.diagnoses(
+            np.random.default_rng([seed, chunk, 2]), disability.columns["disability_group"]
+        )
         income, income_total = economy.income(
-            rng, hh, ps, months, as_of_day, status, employer, current_group, employers.state_payer
+            rng, hh, ps, months, as_of_day, status, jobs, current_group, employers.state_payer
         )
         prop = economy.property_rows(rng, hh, ps, as_of_day, objects + 1)
         objects += len(prop)
@@ -278,7 +282,9 @@ def generate(
         }
         defect_rng = np.random.default_rng([seed, chunk, 1])
         log = defects.DefectLog()
-        defects.add_rows(defect_rng, rates, extracts, ps, household_ids, as_of_day, months, log)
+        defects.add_rows(
+            defect_rng, rates, extracts, ps, household_ids, as_of_day, months, log, counter
+        )
         for code, rows in extracts.items():
             rows.columns["record_id"] = record_no[code] + 1 + np.arange(len(rows))
             record_no[code] += len(rows)

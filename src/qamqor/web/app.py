@@ -8,10 +8,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from qamqor import __version__
+from qamqor.audit.api import router as audit_router
 from qamqor.kit.db import get_engine
 from qamqor.profiles.api import router as profiles_router
 from qamqor.quality.api import router as quality_router
 from qamqor.registry.api import router as registry_router
+from qamqor.web.auth import declare_route_actions, install_privacy
 
 
 def create_app() -> FastAPI:
@@ -22,7 +24,12 @@ def create_app() -> FastAPI:
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
+    # Every route declares its policy action (docs/privacy.md); routers written before the
+    # policy get theirs from qamqor.web.auth.ROUTE_ACTIONS until they declare their own.
+    declare_route_actions([registry_router, audit_router, profiles_router, quality_router])
+    install_privacy(app)
     app.include_router(registry_router, prefix="/api/v1")
+    app.include_router(audit_router, prefix="/api/v1")
     app.include_router(profiles_router, prefix="/api/v1")
     app.include_router(quality_router, prefix="/api/v1")
 

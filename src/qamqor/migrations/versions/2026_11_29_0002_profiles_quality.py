@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("scope", sa.String(length=16), nullable=False),
         sa.Column("max_batch_id", sa.Integer(), nullable=False),
         sa.Column("catalogue_sha256", sa.String(length=64), nullable=False),
+        sa.Column("feature_names", sa.JSON(), nullable=False),
         sa.Column("households", sa.BigInteger(), nullable=False),
         sa.Column("changed", sa.BigInteger(), nullable=False),
         sa.Column("phases", sa.JSON(), nullable=False),

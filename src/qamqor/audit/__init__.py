@@ -1,0 +1,1 @@
+"""Verifiable audit log: an append-only RFC 9162 Merkle tree with signed C2SP checkpoints."""

@@ -1,0 +1,102 @@
+"""Reading query results from the system-of-record database as Arrow, fast.
+
+PostgreSQL: the ADBC driver in this process (binary COPY straight into Arrow).
+
+SQLite: the ADBC driver too (about 5x the Python driver: 1.25 M against 0.26 M rows/s here),
+but in a child process. The ADBC SQLite driver carries its own copy of the SQLite library, and
+two copies in one process break SQLite's POSIX locks: closing one copy's file descriptor drops
+every lock the process holds on the file, which showed here as "disk I/O error" on the next
+connection. In a child process the copies never meet; the rows come back as an Arrow IPC stream
+on a pipe, and the parent decodes them while the child reads on (two cores, two processes).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.parse
+from collections.abc import Iterator
+
+import pyarrow as pa
+from sqlalchemy.engine import Engine
+
+from qamqor.kit.errors import QamqorError
+
+BATCH_ROWS = 65_536
+
+
+def _postgres_uri(engine: Engine) -> str:
+    url = engine.url
+    with engine.connect() as conn:
+        search_path = str(conn.exec_driver_sql("SHOW search_path").scalar_one())
+    netloc = urllib.parse.quote(url.username or "postgres", safe="")
+    if url.password:
+        netloc += ":" + urllib.parse.quote(str(url.password), safe="")
+    netloc += f"@{url.host or '127.0.0.1'}:{url.port or 5432}"
+    # libpq splits options at spaces: '"$user", public' must travel as '"$user",public'.
+    search_path = ",".join(part.strip() for part in search_path.split(","))
+    options = urllib.parse.quote(f"-csearch_path={search_path}", safe="")
+    return f"postgresql://{netloc}/{url.database}?options={options}"
+
+
+def read_batches(engine: Engine, sql: str) -> Iterator[pa.RecordBatch]:
+    """The rows of ``sql`` as Arrow record batches (types as the driver infers them).
+
+    On SQLite the driver infers a column's type from its first batch: select text columns
+    that may start with NULLs as ``COALESCE(col, '')``.
+    """
+    if engine.dialect.name == "postgresql":
+        import adbc_driver_postgresql.dbapi
+
+        with adbc_driver_postgresql.dbapi.connect(_postgres_uri(engine)) as conn:
+            cursor = conn.cursor()
+            cursor.execute(sql)
+            yield from cursor.fetch_record_batch()
+            cursor.close()
+        return
+    path = engine.url.database
+    if not path or path == ":memory:":
+        raise QamqorError("a bulk read needs an SQLite database file, not an in-memory one")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "qamqor.kit.columnar", path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    child.stdin.write(sql.encode("utf-8"))
+    child.stdin.close()
+    try:
+        try:
+            reader = pa.ipc.open_stream(child.stdout)
+            yield from reader
+        except pa.ArrowInvalid:
+            pass  # the child failed before writing a stream: its stderr says why
+        error = child.stderr.read().decode("utf-8", "replace").strip()
+        if child.wait() != 0:
+            raise QamqorError(f"reading SQLite failed: {error.splitlines()[-1] if error else '?'}")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+        child.stderr.close()
+
+
+def _child(path: str) -> None:
+    import adbc_driver_sqlite.dbapi
+
+    sql = sys.stdin.read()
+    with adbc_driver_sqlite.dbapi.connect(path) as conn:
+        cursor = conn.cursor()
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
+        cursor.execute(sql)
+        reader = cursor.fetch_record_batch()
+        with pa.ipc.new_stream(sys.stdout.buffer, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+        cursor.close()
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1])
