@@ -203,10 +203,11 @@ def seed_demo(
         return
     table = Table(title="Demo accounts (passwords and tokens are new on every run)")
     for column in ("role", "login", "secret", "scope", "note"):
-        table.add_column(column, overflow="fold")
+        # logins and secrets are copied from here: never wrap them across lines
+        table.add_column(column, overflow="fold", no_wrap=column in ("login", "secret"))
     for a in accounts:
         table.add_row(a["role"], a["login"], a["secret"], a["scope"], a["note"])
-    console.print(table)
+    Console(width=max(console.width, 160)).print(table)
     console.print(
         "Sign in: POST /api/v1/auth/token {login, password} -> bearer token; officers add "
         "?purpose=case:DEMO-1 (or X-Purpose) to open a household.",
