@@ -17,6 +17,7 @@ from qamqor.kit.errors import QamqorError
 from qamqor.privacy.cli import accounts_app, privacy_app
 from qamqor.privacy.crypto_cli import keys_app, retention_app
 from qamqor.profiles.cli import profiles_app, quality_app
+from qamqor.rules.cli import rules_app
 
 app = typer.Typer(
     help="Qamqor: proactive, targeted social protection.",
@@ -31,6 +32,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(batches_app, name="batches")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(quality_app, name="quality")
+app.add_typer(rules_app, name="rules")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(retention_app, name="retention")

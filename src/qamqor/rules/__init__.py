@@ -1,0 +1,1 @@
+"""Published program rules: specs, checking (and, next, evaluation and explanations)."""
