@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
 from qamqor.kit.errors import InputFileError
+from qamqor.registry.catalogue import get_source
 from qamqor.registry.ingest import ManifestEntry, expand_paths, ingest_file
 from qamqor.registry.models import Batch, IncomeFact, PopulationFact, Rejection
 from tests.registry.builders import (
@@ -269,6 +270,30 @@ def test_wrong_registry_for_a_file_is_an_error(engine: Engine, tmp_path: Path) -
     with pytest.raises(InputFileError, match="do not match the income registry"):
         ingest_file(path, engine=engine, source="income", today=TODAY)
     assert count(engine, Batch) == 0
+
+
+def test_an_optional_column_may_be_left_out_a_required_one_may_not(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # An extract made before an optional column joined the catalogue still loads: the
+    # population register's patronymic and death date are optional.
+    columns = [
+        c for c in get_source("population").column_names if c not in ("patronymic", "death_date")
+    ]
+    old = write_csv(tmp_path / "old.csv", population_rows(3), columns=columns)
+    report = ingest_file(old, engine=engine, today=TODAY)
+    assert report.reconciles and report.facts == 3
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                select(func.count()).where(PopulationFact.patronymic.is_(None))
+            ).scalar_one()
+            == 3
+        )
+    columns = [c for c in get_source("population").column_names if c != "birth_date"]
+    bad = write_csv(tmp_path / "bad.csv", population_rows(3, 10), columns=columns)
+    with pytest.raises(InputFileError, match="missing birth_date"):
+        ingest_file(bad, engine=engine, source="population", today=TODAY)
 
 
 def test_truncated_csv_is_an_error(engine: Engine, tmp_path: Path) -> None:

@@ -351,13 +351,17 @@ COLUMN_NAME = st.text(
 
 @st.composite
 def wrong_header(draw: st.DrawFn) -> tuple[list[str], list[str]]:
-    """A population header with columns missing, extra or renamed; and the names at fault."""
-    columns = list(get_source("population").column_names)
+    """A population header with a required column missing, a column extra or renamed; and the
+    names at fault. (An optional column may be left out: that header is right.)"""
+    source = get_source("population")
+    columns = list(source.column_names)
     kind = draw(st.sampled_from(["missing", "extra", "renamed", "renamed_case"]))
-    at = draw(st.integers(0, len(columns) - 1))
     known = set(columns)
     if kind == "missing":
+        required = [i for i, c in enumerate(source.columns) if c.required]
+        at = draw(st.sampled_from(required))
         return columns[:at] + columns[at + 1 :], [columns[at]]
+    at = draw(st.integers(0, len(columns) - 1))
     if kind == "renamed_case":
         upper = columns[at].upper()
         return [*columns[:at], upper, *columns[at + 1 :]], [columns[at], upper]

@@ -187,10 +187,12 @@ def file_columns(info: FileInfo) -> tuple[str, ...]:
 
 
 def match_source(info: FileInfo, columns: tuple[str, ...], source: str | None) -> Source:
-    """The source registry this file belongs to; the file's columns must be exactly its schema.
+    """The source registry this file belongs to: the file's columns must be its schema.
 
-    JSON Lines rows may leave out optional keys, so there the first row's keys need only be a
-    subset that includes every required column.
+    Optional columns may be left out (they read as empty): a registry's extracts made before
+    an optional column joined the catalogue (the disability register's ``diagnosis``) still
+    load, and JSON Lines rows may leave out optional keys. Every required column must be there,
+    and no column the schema does not know.
     """
     catalogue = sources()
     if len(set(columns)) != len(columns):
@@ -200,9 +202,7 @@ def match_source(info: FileInfo, columns: tuple[str, ...], source: str | None) -
     def problems(candidate: Source) -> str | None:
         expected = set(candidate.column_names)
         got = set(columns)
-        missing = expected - got
-        if info.format == "jsonl":
-            missing = {c for c in missing if candidate.column(c).required}
+        missing = {c for c in expected - got if candidate.column(c).required}
         unexpected = got - expected
         if not missing and not unexpected:
             return None
@@ -211,6 +211,10 @@ def match_source(info: FileInfo, columns: tuple[str, ...], source: str | None) -
             parts.append("missing " + ", ".join(sorted(missing)))
         if unexpected:
             parts.append("unexpected " + ", ".join(sorted(unexpected)))
+            # a misspelt optional column shows up as one unexpected and one left out
+            left_out = expected - got - missing
+            if left_out:
+                parts.append("optional columns not given: " + ", ".join(sorted(left_out)))
         return "; ".join(parts)
 
     if source is not None:
