@@ -30,21 +30,6 @@ CHANNELS = ("bank", "wallet")
 PURPOSES = ("cash", "food", "medicine", "school_meals", "rehabilitation", "social_services")
 # Figures of the whole population a rule may use, computed by the evaluator at run time.
 POPULATION_FIGURES = ("median_per_capita_income_tiyn",)
-PREDICATES: tuple[type[exp.Expression], ...] = (
-    exp.EQ,
-    exp.NEQ,
-    exp.GT,
-    exp.GTE,
-    exp.LT,
-    exp.LTE,
-    exp.Between,
-    exp.In,
-    exp.Is,
-    exp.And,
-    exp.Or,
-    exp.Not,
-    exp.Boolean,
-)
 
 
 class SpecError(QamqorError):
@@ -191,10 +176,10 @@ def _check_expression(
         f"{where}: {error}" for error in sqlcheck.check(tree, columns=known, aggregate=False)
     )
     root = tree.unnest() if isinstance(tree, exp.Paren) else tree
-    if boolean and not isinstance(root, PREDICATES):
+    if boolean and not isinstance(root, sqlcheck.PREDICATES):
         problems.append(f"{where}: a criterion must be a condition (a comparison, AND, OR ...)")
     if not boolean and (
-        isinstance(root, PREDICATES) or (isinstance(root, exp.Literal) and root.is_string)
+        isinstance(root, sqlcheck.PREDICATES) or (isinstance(root, exp.Literal) and root.is_string)
     ):
         problems.append(f"{where}: the amount must be a number, not a condition or text")
     return tree
