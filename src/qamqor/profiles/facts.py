@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -197,7 +198,7 @@ def _create(con: duckdb.DuckDBPyConnection, source: str) -> None:
 
 
 def _rows(
-    connection: Connection, source: str, column: str, values: Sequence[str], max_batch: int
+    connection: Connection, source: str, column: str, values: Sequence[Any], max_batch: int
 ) -> pa.Table:
     table = FACT_TABLES[source]
     schema = _schema(source)
@@ -234,7 +235,7 @@ def load_households(
     people = tables["population"]
     births = pc.unique(people.column("birth_date")).to_pylist()
     if births:
-        namesakes = _rows_by_birth(connection, births, max_batch)
+        namesakes = _rows(connection, "population", "birth_date", births, max_batch)
         tables["population"] = pa.concat_tables([people, namesakes])
     counts = {}
     for source, table in tables.items():
@@ -244,17 +245,3 @@ def load_households(
         con.unregister("incoming")
         counts[source] = table.num_rows
     return counts
-
-
-def _rows_by_birth(connection: Connection, births: list[object], max_batch: int) -> pa.Table:
-    table = FACT_TABLES["population"]
-    schema = _schema("population")
-    columns = [table.c[name] for name in schema.names]
-    found: list[tuple[object, ...]] = []
-    for i in range(0, len(births), _CHUNK):
-        query = select(*columns).where(
-            table.c.birth_date.in_(births[i : i + _CHUNK]), table.c.batch_id <= max_batch
-        )
-        found.extend(tuple(r) for r in connection.execute(query))
-    arrays = [pa.array([r[i] for r in found], type=f.type) for i, f in enumerate(schema)]
-    return pa.Table.from_arrays(arrays, schema=schema)

@@ -147,12 +147,12 @@ def changes(older: ProfileView | None, newer: ProfileView) -> dict[str, list[Any
     return out
 
 
-def _feature_rows(catalogue: Catalogue, name: str) -> list[tuple[str, str | None]]:
-    """(relation, condition) pairs whose rows a feature's value counted."""
+def _feature_rows(catalogue: Catalogue, name: str) -> list[tuple[str, str]]:
+    """(relation, relation feature) pairs whose rows a feature's value counted."""
     feature = catalogue.features[name]
     if not feature.derived:
         return [(feature.relation, name)]
-    out: list[tuple[str, str | None]] = []
+    out: list[tuple[str, str]] = []
     for source in sorted(feature.inputs()):
         if source in catalogue.features:
             out.extend(_feature_rows(catalogue, source))
@@ -179,13 +179,13 @@ def provenance(
     rels = relations()
     out: dict[str, list[FactRef]] = {}
     with open_snapshot(
-        engine, found.as_of, [household_id], max_batch_id=build.max_batch_id
+        engine, found.as_of, [household_id], max_batch_id=build.max_batch_id, check=False
     ) as snapshot:
         con = snapshot.con
         for name in wanted:
             seen: dict[tuple[str, str, int], FactRef] = {}
             for relation, feature_name in _feature_rows(catalogue, name):
-                condition = catalogue.features[feature_name or name].condition_sql(values)
+                condition = catalogue.features[feature_name].condition_sql(values)
                 where = f"household_id = $1 AND ({condition})" if condition else "household_id = $1"
                 for source, record, batch, updated, line in rels[relation].provenance:
                     rows = con.execute(

@@ -63,8 +63,10 @@ def open_snapshot(
     progress: Progress | None = None,
     max_batch_id: int | None = None,
     now: dt.datetime | None = None,
+    check: bool = True,
 ) -> Iterator[Snapshot]:
-    """Facts up to the newest batch (or ``max_batch_id``), relations as of ``as_of``, checks run."""
+    """Facts up to the newest batch (or ``max_batch_id``), relations as of ``as_of``, and,
+    unless ``check`` is off (listing a value's sources needs no findings), the checks run."""
     catalogue = load_catalogue()
     checks = load_checks()
     phases: dict[str, float] = {}
@@ -91,14 +93,15 @@ def open_snapshot(
             parameter_values(catalogue),
             None if households is None else list(households),
         )
-        today = (now or dt.datetime.now(dt.UTC)).date()
-        prepare_context(con, as_of, last_received(engine, max_batch), today)
+        if check:
+            today = (now or dt.datetime.now(dt.UTC)).date()
+            prepare_context(con, as_of, last_received(engine, max_batch), today)
         lock_down(con)
         phases["relate"] = round(time.monotonic() - mark, 3)
         mark = time.monotonic()
         if progress is not None:
             progress("checking", 0, None)
-        found = run_checks(con, checks, whole_population=households is None)
+        found = run_checks(con, checks, whole_population=households is None) if check else {}
         phases["check"] = round(time.monotonic() - mark, 3)
         yield Snapshot(
             con=con,
