@@ -17,7 +17,13 @@ from qamqor.kit.errors import QamqorError
 from qamqor.privacy.cli import accounts_app, privacy_app
 from qamqor.privacy.crypto_cli import keys_app, retention_app
 from qamqor.profiles.cli import profiles_app, quality_app
-from qamqor.rules.cli import rules_app
+from qamqor.rules.cli import (
+    decide_command,
+    decisions_app,
+    explain_command,
+    rules_app,
+    simulate_command,
+)
 
 app = typer.Typer(
     help="Qamqor: proactive, targeted social protection.",
@@ -33,6 +39,10 @@ app.add_typer(batches_app, name="batches")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(quality_app, name="quality")
 app.add_typer(rules_app, name="rules")
+app.add_typer(decisions_app, name="decisions")
+app.command("decide")(decide_command)
+app.command("explain")(explain_command)
+app.command("simulate")(simulate_command)
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(retention_app, name="retention")

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -97,9 +98,12 @@ class Catalogue:
         return out
 
 
-def _literal(value: Any) -> exp.Expression:
+def literal(value: Any) -> exp.Expression:
+    """A parameter value as an SQL literal (a Decimal stays an exact decimal number)."""
     if isinstance(value, bool):
         return exp.Boolean(this=value)
+    if isinstance(value, Decimal):
+        return exp.Literal.number(str(value))
     if isinstance(value, dt.date):
         return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build("DATE"))
     if isinstance(value, int | float):
@@ -116,7 +120,7 @@ def bind(tree: exp.Expression, values: dict[str, Any]) -> exp.Expression:
 
     def swap(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Column) and not node.table and node.name in values:
-            return _literal(values[node.name])
+            return literal(values[node.name])
         return node
 
     return tree.copy().transform(swap)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
@@ -54,6 +55,8 @@ class ParameterValue:
     start: dt.date
     value: int | Decimal
     source: str
+    # per-region values (region code -> value) where a region's differs from ``value``
+    regions: tuple[tuple[str, int | Decimal], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,15 +107,45 @@ class Program:
             names |= sqlcheck.columns_of(tree)
         return names
 
-    def version(self, parameters: dict[str, Parameter], day: dt.date) -> str:
-        """SHA-256 of the spec text and of the parameter values it uses on ``day``."""
-        used = {
-            name: str(parameters[name].on(day).value)
-            for name in sorted(self.parameters_used() & set(parameters))
-        }
-        digest = hashlib.sha256(self.text.encode("utf-8"))
-        digest.update(json.dumps(used, sort_keys=True).encode("utf-8"))
-        return digest.hexdigest()
+    def values_used(
+        self,
+        parameters: dict[str, Parameter],
+        day: dt.date,
+        figures: Mapping[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """The parameter values (and population figures) this program uses on ``day``, as
+        text so that decimals stay exact: ``{"mrp_tiyn": "432500", "x": {"value": ..,
+        "regions": {code: ..}}}``."""
+        used: dict[str, Any] = {}
+        names = self.parameters_used()
+        for name in sorted(names & set(parameters)):
+            value = parameters[name].on(day)
+            if value.regions:
+                used[name] = {
+                    "value": str(value.value),
+                    "regions": {code: str(v) for code, v in value.regions},
+                }
+            else:
+                used[name] = str(value.value)
+        for name in sorted(names & set(POPULATION_FIGURES)):
+            if figures is not None and name in figures:
+                used[name] = str(figures[name])
+        return used
+
+    def version(
+        self,
+        parameters: dict[str, Parameter],
+        day: dt.date,
+        figures: Mapping[str, int] | None = None,
+    ) -> str:
+        """SHA-256 of the spec text and of the parameter values (and figures) it uses."""
+        return version_of(self.text, self.values_used(parameters, day, figures))
+
+
+def version_of(text: str, values: dict[str, Any]) -> str:
+    digest = hashlib.sha256(text.encode("utf-8"))
+    digest.update(json.dumps(values, sort_keys=True).encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _date(value: Any, where: str, problems: list[str]) -> dt.date | None:
@@ -123,6 +156,12 @@ def _date(value: Any, where: str, problems: list[str]) -> dt.date | None:
     except ValueError:
         problems.append(f"{where}: {value!r} is not a date YYYY-MM-DD")
         return None
+
+
+def _amount(raw: Any, unit: str) -> int | Decimal:
+    """A parameter value as the rules use it: tenge become integer tiyn, the rest stay exact."""
+    value = Decimal(str(raw))
+    return int(value * 100) if unit == "tenge" else value
 
 
 def parse_parameters(text: str, origin: str = "parameters.yaml") -> dict[str, Parameter]:
@@ -147,10 +186,16 @@ def parse_parameters(text: str, origin: str = "parameters.yaml") -> dict[str, Pa
             if "value" not in item or not item.get("source"):
                 problems.append(f"{where}: every value needs `value` and its legal `source`")
                 continue
-            raw = Decimal(str(item["value"]))
-            value: int | Decimal = int(raw * 100) if unit == "tenge" else raw
+            value = _amount(item["value"], unit)
+            regions = tuple(
+                sorted(
+                    (str(code), _amount(v, unit))
+                    for code, v in (item.get("by_region") or {}).items()
+                    if code != "__line__"
+                )
+            )
             if start is not None:
-                values.append(ParameterValue(start, value, str(item["source"])))
+                values.append(ParameterValue(start, value, str(item["source"]), regions))
         if not values:
             problems.append(f"{where}: no values")
             continue
