@@ -199,7 +199,8 @@ def _write(connection: Connection, snapshot: Snapshot, started_at: dt.datetime) 
         connection,
         "profile_head_incoming",
         {
-            "household_id": "VARCHAR(200)",
+            # the key, so that the correlated UPDATE below finds each row by index
+            "household_id": "VARCHAR(200) PRIMARY KEY",
             "version": "INTEGER",
             "build_id": "INTEGER",
             "region_code": "VARCHAR(32)",
