@@ -7,7 +7,7 @@ Three measurements, each in a process of its own so that peak memory is that pro
    again on unchanged facts (nothing to write), and ``qamqor quality run``;
 2. in one process, over the same facts loaded by the same loader: the catalogue's compiled
    query (relations + features.yaml) and a hand-written single DuckDB query computing the same
-   41 features straight from the fact tables. Both results are compared value by value, and the
+   42 features straight from the fact tables. Both results are compared value by value, and the
    ratio of their times is the overhead of the catalogue.
 
     python benchmarks/profiles_bench.py --database-url sqlite:////path/qamqor.db --as-of 2026-10-01
@@ -113,6 +113,11 @@ fi AS (SELECT f.*, m.household_id FROM fact_finance f JOIN m USING (iin)
        WHERE f.opened_on <= DATE '{as_of}' AND (f.closed_on IS NULL OR f.closed_on > DATE '{as_of}')
        QUALIFY row_number() OVER (PARTITION BY f.source_record_id, m.household_id
                                   ORDER BY f.batch_id DESC, f.line_no DESC) = 1),
+idle AS (SELECT household_id, count(*) AS idle_able_bodied_adults FROM m
+         WHERE age >= 18 AND ((sex = 'M' AND age < 63) OR (sex = 'F' AND age < 61))
+           AND iin NOT IN (SELECT iin FROM e)
+           AND iin NOT IN (SELECT iin FROM d WHERE disability_group IN ('1', '2'))
+         GROUP BY household_id),
 fin AS (SELECT household_id,
           count(DISTINCT contract_id) FILTER (product IN ('consumer_loan', 'microloan'))
             AS non_mortgage_loans,
@@ -133,6 +138,7 @@ SELECT household_id, members, children_under_1, children_1_6, children_7_17, chi
        coalesce(disabled_working_age_1_2, 0) AS disabled_working_age_1_2,
        working_age_men + working_age_women - coalesce(disabled_working_age_1_2, 0)
          AS able_bodied_adults,
+       coalesce(idle_able_bodied_adults, 0) AS idle_able_bodied_adults,
        coalesce(income_quarter_tiyn, 0) AS income_quarter_tiyn,
        coalesce(income_wage_quarter_tiyn, 0) AS income_wage_quarter_tiyn,
        coalesce(income_pension_quarter_tiyn, 0) AS income_pension_quarter_tiyn,
@@ -153,7 +159,7 @@ SELECT household_id, members, children_under_1, children_1_6, children_7_17, chi
        days_since_finance_update
 FROM mem LEFT JOIN emp USING (household_id) LEFT JOIN dis USING (household_id)
      LEFT JOIN inc USING (household_id) LEFT JOIN prop USING (household_id)
-     LEFT JOIN fin USING (household_id)
+     LEFT JOIN fin USING (household_id) LEFT JOIN idle USING (household_id)
 """
 
 

@@ -63,6 +63,8 @@ def relations() -> dict[str, Relation]:
                 "settlement",
                 "death_date",
                 "age",
+                "engaged",
+                "disability_group",
                 "hh_record_id",
                 "hh_batch_id",
                 "hh_updated_on",
@@ -172,12 +174,29 @@ def create_relations(
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE target (household_id VARCHAR PRIMARY KEY)")
         con.executemany("INSERT INTO target VALUES (?)", [[h] for h in sorted(set(households))])
+    # Per person on the reference date: in work or in employment measures (any employment
+    # record: employed, self-employed, registered unemployed), and the disability group.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE person_status AS
+        SELECT iin, bool_or(engaged) AS engaged, min(disability_group) AS disability_group
+        FROM (SELECT e.iin, TRUE AS engaged, NULL AS disability_group
+              FROM latest_employment e, params p
+              WHERE {_valid_on("e.start_date", "e.end_date")}
+              UNION ALL
+              SELECT d.iin, FALSE, d.disability_group
+              FROM latest_disability d, params p
+              WHERE {_valid_on("d.assigned_on", "d.valid_until")})
+        GROUP BY iin
+        """
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE member AS
         SELECT m.household_id, m.iin, m.relation, m.member_from, m.member_to,
                s.last_name, s.first_name, s.patronymic, s.birth_date, s.sex, s.region_code,
                s.settlement, s.death_date, {_age("s.birth_date")} AS age,
+               coalesce(ps.engaged, FALSE) AS engaged, ps.disability_group,
                m.source_record_id AS hh_record_id, m.batch_id AS hh_batch_id,
                m.updated_on AS hh_updated_on, m.line_no AS hh_line_no,
                s.source_record_id AS pop_record_id, s.batch_id AS pop_batch_id,
@@ -185,6 +204,7 @@ def create_relations(
         FROM membership m
         JOIN target t USING (household_id)
         LEFT JOIN person s USING (iin)
+        LEFT JOIN person_status ps USING (iin)
         CROSS JOIN params p
         """
     )
