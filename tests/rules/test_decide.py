@@ -100,8 +100,11 @@ def test_decisions_are_written_on_change_only_and_replay_byte_for_byte(profiles:
     assert first.written > 0
     assert decide(profiles).written == 0
     stored = _decisions(profiles)
-    # a country-wide run stores eligible and needs_review, not "never eligible"
-    assert {s for s, _, _ in stored.values()} == {"eligible", "needs_review"}
+    # a country-wide run stores eligible and needs_review, and every household's well-being
+    # level, not "never eligible"
+    statuses = {s for s, _, _ in stored.values()}
+    assert "ineligible" not in statuses
+    assert {"eligible", "needs_review", "A", "B"} <= statuses
     with session_scope() as session:
         ids = session.execute(select(Decision.id).order_by(Decision.id)).scalars().all()
     for decision_id in ids[:: max(1, len(ids) // 25)]:
@@ -199,7 +202,7 @@ def test_the_commands(profiles: Engine) -> None:
     result = runner.invoke(app, ["decide", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert set(report["totals"]) == set(load_programs())
+    assert set(report["totals"]) == {*load_programs(), "wellbeing"}
     with session_scope() as session:
         decision_id = session.execute(select(func.min(Decision.id))).scalar_one()
     result = runner.invoke(app, ["decisions", "replay", str(decision_id)])

@@ -93,6 +93,8 @@ def decide_command(
     for column in ("program", "eligible", "needs review", "ineligible", "monthly amount"):
         table.add_column(column, justify="left" if column == "program" else "right")
     for program_id, totals in report.totals.items():
+        if program_id == "wellbeing":
+            continue
         table.add_row(
             program_id,
             f"{totals.get('eligible', 0):,}",
@@ -101,6 +103,10 @@ def decide_command(
             _tenge(totals.get("amount_tiyn")),
         )
     console.print(table)
+    levels = report.totals.get("wellbeing")
+    if levels:
+        shown = ", ".join(f"{k} {levels.get(k, 0):,}" for k in ("A", "B", "C", "D", "E"))
+        console.print(f"well-being levels: {shown}; needs review {levels['needs_review']:,}")
 
 
 @decisions_app.command("list")
@@ -222,13 +228,20 @@ def explain_command(
 
 
 def _print_explained(decision: dict[str, Any], lang: str, as_json: bool) -> None:
-    from qamqor.rules.explain import explain_decision, render_text
+    from qamqor.kit.db import session_scope
+    from qamqor.kit.i18n import normalise_language
+    from qamqor.rules.explain import render_text
+    from qamqor.rules.service import explain_decision
+    from qamqor.rules.wellbeing import render_wellbeing_text
 
-    explanation = explain_decision(decision, lang)
+    with session_scope() as session:
+        explanation = explain_decision(session, decision, lang)
     if as_json:
         _json(explanation)
-        return
-    typer.echo(render_text(explanation))
+    elif decision["program_id"] == "wellbeing":
+        typer.echo(render_wellbeing_text(explanation, normalise_language(lang)))
+    else:
+        typer.echo(render_text(explanation))
 
 
 def simulate_command(

@@ -185,22 +185,23 @@ def _value(text: str) -> int | Decimal:
     return int(number) if number == number.to_integral_value() and "." not in text else number
 
 
-def _substitute(tree: exp.Expression, bound: Bound) -> exp.Expression:
+def substitute(
+    tree: exp.Expression, derived: Mapping[str, str], values: Mapping[str, Any]
+) -> exp.Expression:
     """Parameters as literals (per-region ones as a CASE on region_code), derived inlined."""
-    derived = bound.program.derived
 
     def swap(node: exp.Expression) -> exp.Expression:
         if not isinstance(node, exp.Column) or node.table:
             return node
         name = node.name
         if name in derived:
-            inner = _substitute(sqlcheck.parse(derived[name]), bound)
+            inner = substitute(sqlcheck.parse(derived[name]), derived, values)
             if name.endswith("_tiyn"):
                 inner = exp.cast(inner, exp.DataType.build("BIGINT"))
             return exp.Paren(this=inner)
-        if name not in bound.values:
+        if name not in values:
             return node
-        value = bound.values[name]
+        value = values[name]
         if isinstance(value, str):
             return literal(_value(value))
         case = exp.Case(this=exp.column("region_code"))
@@ -212,7 +213,7 @@ def _substitute(tree: exp.Expression, bound: Bound) -> exp.Expression:
 
 
 def _sql(tree: exp.Expression, bound: Bound) -> str:
-    return sqlcheck.render(_substitute(tree, bound))
+    return sqlcheck.render(substitute(tree, bound.program.derived, bound.values))
 
 
 def _quote(name: str) -> str:

@@ -25,14 +25,16 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from qamqor.kit import sqlcheck
 from qamqor.kit.columnar import read_batches
 from qamqor.kit.duck import compute_engine, lock_down
 from qamqor.kit.errors import NotFoundError, QamqorError
+from qamqor.kit.i18n import normalise_language
 from qamqor.kit.staging import arrow_batches
 from qamqor.profiles.catalogue import Catalogue, load_catalogue
 from qamqor.registry.loading import bulk_insert
 from qamqor.rules import engine as rules_engine
-from qamqor.rules.engine import Bound
+from qamqor.rules.engine import Evaluable
 from qamqor.rules.models import (
     ContestedValue,
     Decision,
@@ -47,9 +49,26 @@ from qamqor.rules.population import (
     load_input,
     population_figures,
 )
-from qamqor.rules.spec import Parameter, Program, load_parameters, load_programs, parse_program
+from qamqor.rules.spec import (
+    POPULATION_FIGURES,
+    Parameter,
+    Program,
+    load_parameters,
+    load_programs,
+    parse_program,
+)
+from qamqor.rules.wellbeing import (
+    WellbeingBound,
+    WellbeingSpec,
+    bind_wellbeing,
+    explain_wellbeing,
+    load_wellbeing,
+    parse_wellbeing,
+    rebind_wellbeing,
+)
 
 Progress = Callable[[str, int, int | None], None]
+WELLBEING = "wellbeing"
 
 
 @dataclass
@@ -83,12 +102,28 @@ def in_force(program: Program, day: dt.date) -> bool:
     )
 
 
-def needed_features(programs: Sequence[Program], catalogue: Catalogue) -> list[str]:
+def select_rules(
+    wanted: Sequence[str] | None,
+) -> tuple[list[Program], WellbeingSpec | None]:
+    """The programs (and the well-being levels, id ``wellbeing``) asked for; all by default."""
+    programs = load_programs()
+    if not wanted:
+        return list(programs.values()), load_wellbeing()
+    chosen = select_programs(programs, [w for w in wanted if w != WELLBEING])
+    return chosen, load_wellbeing() if WELLBEING in wanted else None
+
+
+def needed_features(
+    programs: Sequence[Program], catalogue: Catalogue, wellbeing: WellbeingSpec | None = None
+) -> list[str]:
     """The features to load: those the programs read, plus the region (per-region values) and
     members and per-capita income (the median)."""
     names = {"region_code", "members", "per_capita_income_tiyn"}
     for program in programs:
         names |= set(rules_engine.features_used(program, catalogue))
+    if wellbeing is not None:
+        for indicator in wellbeing.indicators:
+            names |= sqlcheck.columns_of(indicator.tree)
     return [f for f in catalogue.features if f in names]
 
 
@@ -99,16 +134,23 @@ def bind_all(
     parameters: dict[str, Parameter],
     catalogue: Catalogue,
     whole_population_loaded: bool,
-) -> list[Bound]:
-    """Every program in force on each reference day present in ``profile_input``."""
+    wellbeing: WellbeingSpec | None = None,
+) -> list[Evaluable]:
+    """Every program in force on each reference day present in ``profile_input`` (and the
+    well-being levels when given)."""
     days = [r[0] for r in con.execute("SELECT DISTINCT as_of FROM profile_input").fetchall()]
-    bounds: list[Bound] = []
+    bounds: list[Evaluable] = []
     for day in sorted(days):
         active = [p for p in programs if in_force(p, day)]
         figures: dict[str, int] = {}
-        if rules_engine.figures_needed(active):
+        needed = rules_engine.figures_needed(active)
+        if wellbeing is not None:
+            needed |= wellbeing.parameters_used() & set(POPULATION_FIGURES)
+        if needed:
             figures = population_figures(con, engine, catalogue, day, whole_population_loaded)
         bounds.extend(rules_engine.bind(p, parameters, day, figures) for p in active)
+        if wellbeing is not None:
+            bounds.append(bind_wellbeing(wellbeing, parameters, day, figures))
     return bounds
 
 
@@ -124,15 +166,17 @@ def decide(
     phases: dict[str, float] = {}
     catalogue = load_catalogue()
     parameters = load_parameters()
-    chosen = select_programs(load_programs(), programs)
+    chosen, wellbeing = select_rules(programs)
     with compute_engine("rules", on_disk=households is None) as con:
         mark = time.monotonic()
         if progress:
             progress("reading profiles", 0, None)
-        count = load_input(con, engine, catalogue, needed_features(chosen, catalogue), households)
+        count = load_input(
+            con, engine, catalogue, needed_features(chosen, catalogue, wellbeing), households
+        )
         if count == 0:
             raise NoProfiles("no profiles to decide on: run `qamqor profiles build` first")
-        bounds = bind_all(con, engine, chosen, parameters, catalogue, households is None)
+        bounds = bind_all(con, engine, chosen, parameters, catalogue, households is None, wellbeing)
         phases["read"] = round(time.monotonic() - mark, 3)
         lock_down(con)
         mark = time.monotonic()
@@ -197,7 +241,7 @@ def _timestamp(connection: Connection, moment: dt.datetime) -> str:
 def write_decisions(
     connection: Connection,
     con: duckdb.DuckDBPyConnection,
-    bounds: Sequence[Bound],
+    bounds: Sequence[Evaluable],
     scope: str,
     started_at: dt.datetime,
 ) -> tuple[int, int]:
@@ -269,7 +313,7 @@ def write_decisions(
 
 
 def _store_versions(
-    connection: Connection, bounds: Sequence[Bound], created_at: dt.datetime
+    connection: Connection, bounds: Sequence[Evaluable], created_at: dt.datetime
 ) -> None:
     wanted = {b.version: b for b in bounds}
     if not wanted:
@@ -285,7 +329,7 @@ def _store_versions(
                 insert(ProgramVersion).values(
                     sha256=version,
                     program_id=bound.id,
-                    spec_text=bound.program.text,
+                    spec_text=bound.text,
                     parameters=bound.values,
                     created_at=created_at,
                 )
@@ -349,10 +393,7 @@ def replay(engine: Engine, decision_id: int) -> Replay:
         assert version is not None
         stored = _row(decision)
     catalogue = load_catalogue()
-    program = parse_program(
-        version.spec_text, load_parameters(), f"program_version {version.sha256[:12]}"
-    )
-    bound = rules_engine.rebind(program, decision.as_of, dict(version.parameters))
+    bound = rebound(version, decision.as_of)
     if bound.version != decision.program_version:
         raise QamqorError(
             f"program version {decision.program_version[:12]} does not rebuild from its stored "
@@ -368,7 +409,7 @@ def replay(engine: Engine, decision_id: int) -> Replay:
             con,
             engine,
             catalogue,
-            needed_features([program], catalogue),
+            _features_of(bound, catalogue),
             version_ids=[decision.profile_version_id],
             contested=False,
         )
@@ -394,6 +435,21 @@ def replay(engine: Engine, decision_id: int) -> Replay:
         "content_sha256": sha,
     }
     return Replay(decision_id, recomputed == stored, stored, recomputed)
+
+
+def rebound(version: ProgramVersion, day: dt.date) -> Evaluable:
+    """A stored program version bound again to its stored values."""
+    origin = f"program_version {version.sha256[:12]}"
+    if version.program_id == WELLBEING:
+        spec = parse_wellbeing(version.spec_text, load_parameters(), origin)
+        return rebind_wellbeing(spec, day, dict(version.parameters))
+    program = parse_program(version.spec_text, load_parameters(), origin)
+    return rules_engine.rebind(program, day, dict(version.parameters))
+
+
+def _features_of(bound: Evaluable, catalogue: Catalogue) -> list[str]:
+    names = set(bound.features(catalogue)) | {"region_code", "members", "per_capita_income_tiyn"}
+    return [f for f in catalogue.features if f in names]
 
 
 def _row(decision: Decision) -> dict[str, Any]:
@@ -472,19 +528,20 @@ def household_decisions(
     with the id of the stored current decision when that one is identical."""
     catalogue = load_catalogue()
     parameters = load_parameters()
-    chosen = select_programs(load_programs(), programs)
+    chosen, wellbeing = select_rules(programs)
     with compute_engine("rules-one") as con:
         if not load_input(
-            con, engine, catalogue, needed_features(chosen, catalogue), [household_id]
+            con, engine, catalogue, needed_features(chosen, catalogue, wellbeing), [household_id]
         ):
             raise NotFoundError(f"household {household_id} has no profile")
-        bounds = bind_all(con, engine, chosen, parameters, catalogue, False)
+        bounds = bind_all(con, engine, chosen, parameters, catalogue, False, wellbeing)
         lock_down(con)
         rules_engine.evaluate(con, bounds, catalogue)
         rows = con.execute(
             "SELECT program_id, status, amount_tiyn, detail, content_sha256, as_of, "
             "profile_version_id, program_version FROM decision_out ORDER BY program_id"
         ).fetchall()
+    by_version = {b.version: b for b in bounds}
     with Session(engine) as session:
         heads = {
             h.program_id: h
@@ -507,6 +564,7 @@ def household_decisions(
                 "profile_version_id": profile_version_id,
                 "program_version": version,
                 "decision_id": head.decision_id if head and head.content_sha256 == sha else None,
+                "bound": by_version[version],  # what decided it, for the explanation
             }
         )
     return out
@@ -585,3 +643,32 @@ def resolve_contest(session: Session, contest_id: int) -> ContestedValue:
     if row.resolved_at is None:
         row.resolved_at = dt.datetime.now(dt.UTC)
     return row
+
+
+def bound_of(session: Session, decision: dict[str, Any]) -> Evaluable:
+    """The program (or levels) exactly as it made ``decision``, bound to its values."""
+    if decision.get("bound") is not None:
+        return decision["bound"]
+    stored = session.get(ProgramVersion, decision["program_version"])
+    if stored is None:
+        raise NotFoundError(f"program version {decision['program_version'][:12]} is not stored")
+    day = decision["as_of"]
+    return rebound(stored, day if isinstance(day, dt.date) else dt.date.fromisoformat(day))
+
+
+def explain_decision(session: Session, decision: dict[str, Any], lang: str) -> dict[str, Any]:
+    """A decision (stored, or decided now) explained in ``lang`` by what made it."""
+    from qamqor.rules.explain import explain
+
+    bound = bound_of(session, decision)
+    if decision["program_id"] == WELLBEING:
+        assert isinstance(bound, WellbeingBound)
+        explanation = explain_wellbeing(decision["detail"], bound, normalise_language(lang))
+    else:
+        assert isinstance(bound, rules_engine.Bound)
+        explanation = explain(decision, bound.program, load_catalogue(), lang)
+    explanation["decision_id"] = decision.get("decision_id")
+    explanation["household_id"] = decision.get("household_id")
+    explanation["as_of"] = str(decision["as_of"]) if decision.get("as_of") else None
+    explanation["program_version"] = decision.get("program_version")
+    return explanation
