@@ -114,25 +114,11 @@ class per_capita_income(Variable):
     label = "Average monthly income per member (СДД), tenge"
 
 
-class able_bodied_adults(Variable):
+class idle_able_bodied_adults(Variable):
     value_type = int
     entity = Household
     definition_period = DateUnit.MONTH
-    label = "Members of working age able to work"
-
-
-class employed_members(Variable):
-    value_type = int
-    entity = Household
-    definition_period = DateUnit.MONTH
-    label = "Members in employment"
-
-
-class registered_unemployed(Variable):
-    value_type = int
-    entity = Household
-    definition_period = DateUnit.MONTH
-    label = "Members registered as unemployed"
+    label = "Able-bodied adults neither working nor in employment measures"
 
 
 class non_mortgage_loans(Variable):
@@ -169,9 +155,7 @@ class eligible(Variable):
 
     def formula(household: GroupPopulation, period: Period) -> NDArray[numpy.bool_]:
         poor = household("per_capita_income", period) <= household("poverty_line", period)
-        able_are_working = household("able_bodied_adults", period) <= (
-            household("employed_members", period) + household("registered_unemployed", period)
-        )
+        able_are_working = household("idle_able_bodied_adults", period) == 0
         no_loans = household("non_mortgage_loans", period) == 0
         return poor & able_are_working & no_loans
 
@@ -190,9 +174,7 @@ class amount(Variable):
 VARIABLES = (
     members,
     per_capita_income,
-    able_bodied_adults,
-    employed_members,
-    registered_unemployed,
+    idle_able_bodied_adults,
     non_mortgage_loans,
     poverty_line,
     eligible,
@@ -200,9 +182,7 @@ VARIABLES = (
 )
 INPUTS = (
     "members",
-    "able_bodied_adults",
-    "employed_members",
-    "registered_unemployed",
+    "idle_able_bodied_adults",
     "non_mortgage_loans",
 )
 
@@ -229,9 +209,8 @@ def run_openfisca(
     """Build an OpenFisca simulation from household arrays and calculate АСП for ``month``.
 
     ``arrays`` holds equal-length household arrays: ``members``, ``per_capita_income_tiyn``
-    (exact int64 tiyn), ``able_bodied_adults``, ``employed_members``,
-    ``registered_unemployed``, ``non_mortgage_loans``. Everything from the arrays to the
-    results is timed; building the system itself (``asp_system``) is not.
+    (exact int64 tiyn), ``idle_able_bodied_adults``, ``non_mortgage_loans``. Everything from
+    the arrays to the results is timed; building the system itself (``asp_system``) is not.
     """
     system = asp_system()
     period = periods.period(month)
@@ -279,15 +258,11 @@ def synth_households(count: int, seed: int) -> dict[str, NDArray[numpy.int64]]:
     income_tiyn = numpy.rint(rng.lognormal(numpy.log(10_500_000), 0.8, count))
     income_tiyn = numpy.clip(income_tiyn, 0, 20_000_000).astype(numpy.int64)
     income_tiyn[rng.random(count) < 0.02] = 0
-    able = rng.integers(0, numpy.minimum(sizes, 4) + 1)
-    employed = rng.integers(0, able + 1)
-    unemployed = rng.integers(0, able - employed + 1)
+    idle = (rng.random(count) < 0.15).astype(numpy.int64)
     return {
         "members": sizes.astype(numpy.int64),
         "per_capita_income_tiyn": income_tiyn,
-        "able_bodied_adults": able,
-        "employed_members": employed,
-        "registered_unemployed": unemployed,
+        "idle_able_bodied_adults": idle,
         "non_mortgage_loans": rng.poisson(0.3, count).astype(numpy.int64),
     }
 
@@ -302,10 +277,7 @@ def exact_asp(
     income = arrays["per_capita_income_tiyn"]
     is_eligible = (
         (income <= line_tiyn)
-        & (
-            arrays["able_bodied_adults"]
-            <= arrays["employed_members"] + arrays["registered_unemployed"]
-        )
+        & (arrays["idle_able_bodied_adults"] == 0)
         & (arrays["non_mortgage_loans"] == 0)
     )
     amount_tiyn = numpy.where(is_eligible, (line_tiyn - income) * arrays["members"], 0)

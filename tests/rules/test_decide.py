@@ -212,3 +212,66 @@ def test_the_commands(profiles: Engine) -> None:
     assert json.loads(result.output)["total"]["monthly_change_tiyn"] > 0
     result = runner.invoke(app, ["decisions", "list", "--status", "eligible", "--limit", "2"])
     assert result.exit_code == 0 and "eligible" in result.output
+
+
+def test_the_api_explains_decisions_and_simulates_behind_the_policy(profiles: Engine) -> None:
+    from fastapi.testclient import TestClient
+
+    from qamqor.web.app import create_app
+    from tests.privacy.builders import bearer, make_officer
+
+    decide(profiles)
+    with session_scope() as session:
+        household, decision_id = session.execute(
+            select(DecisionHead.household_id, DecisionHead.decision_id)
+            .where(DecisionHead.program_id == "asp", DecisionHead.status == "eligible")
+            .order_by(DecisionHead.household_id)
+            .limit(1)
+        ).one()
+        _, officer = make_officer(session, "social_worker", ("all",))
+        _, analyst = make_officer(session, "analyst", ("all",))
+        _, program_officer = make_officer(session, "program_officer", ("all",))
+    client = TestClient(create_app(), headers={**bearer(officer), "X-Purpose": "case:C-7"})
+    response = client.get(f"/api/v1/households/{household}/decisions?lang=ru")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    by_program = {
+        d["program"]["id"] if "program" in d else "wellbeing": d for d in body["decisions"]
+    }
+    asp = by_program["asp"]
+    assert asp["status"] == "eligible" and asp["decision_id"] == decision_id
+    assert asp["amount_text"].endswith(" ₸") and asp["amount_tiyn"] > 0
+    assert {c["result"] for c in asp["criteria"]} == {"met"}
+    assert by_program["wellbeing"]["level"] in {"A", "B", "C", "D", "E", None}
+    stored = client.get(f"/api/v1/households/{household}/decisions/{decision_id}?lang=kk")
+    assert stored.status_code == 200 and stored.json()["decision_id"] == decision_id
+    assert client.get(f"/api/v1/households/OTHER/decisions/{decision_id}").status_code == 404
+    # the read is in the citizen's access log; without a purpose an officer gets nothing
+    with profiles.connect() as conn:
+        logged = conn.execute(
+            text("SELECT action, outcome FROM privacy_access_event WHERE household_id = :h"),
+            {"h": household},
+        ).all()
+    assert ("household.read_decisions", "allowed") in [tuple(r) for r in logged]
+    plain = TestClient(create_app(), headers=bearer(officer))
+    assert plain.get(f"/api/v1/households/{household}/decisions").status_code == 403
+
+    # an analyst simulates (totals only), but may not list the households
+    analyst_client = TestClient(create_app(), headers=bearer(analyst))
+    body = {"program": "asp", "set": ["poverty_line_share=0.80"]}
+    response = analyst_client.post("/api/v1/simulations", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["total"]["gainers"] > 0
+    assert "changed_households" not in response.json()
+    assert (
+        analyst_client.post("/api/v1/simulations/changed-households", json=body).status_code == 403
+    )
+    bad = analyst_client.post("/api/v1/simulations", json={"program": "asp", "set": ["x=1"]})
+    assert bad.status_code == 422 and "does not use 'x'" in bad.json()["detail"]
+    assert client.post("/api/v1/simulations/changed-households", json=body).status_code == 403
+    chief = TestClient(
+        create_app(), headers={**bearer(program_officer), "X-Purpose": "review:BUDGET-27"}
+    )
+    listed = chief.post("/api/v1/simulations/changed-households?limit=3", json=body)
+    assert listed.status_code == 200, listed.text
+    assert len(listed.json()["changed_households"]["items"]) == 3

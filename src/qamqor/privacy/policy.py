@@ -44,6 +44,7 @@ PURPOSE = re.compile(r"(?P<kind>case|appeal|review|reason_code):(?P<ref>[A-Za-z0
 HOUSEHOLD_ACTIONS = frozenset(
     {
         "household.read_profile",
+        "household.read_decisions",
         "household.read_quality",
         "household.read_access_log",
         "household.export",
@@ -125,6 +126,15 @@ RULES: tuple[Rule, ...] = (
         legal_basis=BASIS_SOCIAL,
     ),
     Rule("admin", "household.read_profile", "national", True, legal_basis=BASIS_SOCIAL),
+    Rule("citizen", "household.read_decisions", "own", legal_basis=BASIS_SUBJECT),
+    *_rules(
+        "household.read_decisions",
+        "region",
+        _OFFICERS_WHO_DECIDE,
+        purpose_required=True,
+        legal_basis=BASIS_SOCIAL,
+    ),
+    Rule("admin", "household.read_decisions", "national", True, legal_basis=BASIS_SOCIAL),
     Rule("citizen", "household.read_quality", "own", legal_basis=BASIS_SUBJECT),
     *_rules(
         "household.read_quality",
@@ -147,6 +157,15 @@ RULES: tuple[Rule, ...] = (
         "quality.read_scorecard",
         "national",
         ("program_officer", "analyst", "dq_steward", "auditor", "admin"),
+    ),
+    # rules: a simulation's totals are counts and sums; its list of changed households is not
+    *_rules("rules.simulate", "national", ("program_officer", "analyst", "admin")),
+    *_rules(
+        "rules.simulate_households",
+        "national",
+        ("program_officer", "admin"),
+        purpose_required=True,
+        legal_basis=BASIS_SOCIAL,
     ),
     # registries: batch reports are counts; rejections hold raw personal rows
     *_rules("registry.read_sources", "public", ROLES),

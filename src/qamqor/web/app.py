@@ -13,6 +13,7 @@ from qamqor.kit.db import get_engine
 from qamqor.profiles.api import router as profiles_router
 from qamqor.quality.api import router as quality_router
 from qamqor.registry.api import router as registry_router
+from qamqor.rules.api import router as rules_router
 from qamqor.web.auth import declare_route_actions, install_privacy
 
 
@@ -32,6 +33,7 @@ def create_app() -> FastAPI:
     app.include_router(audit_router, prefix="/api/v1")
     app.include_router(profiles_router, prefix="/api/v1")
     app.include_router(quality_router, prefix="/api/v1")
+    app.include_router(rules_router, prefix="/api/v1")
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     def healthz() -> JSONResponse:
