@@ -150,7 +150,9 @@ def compare(repeat: int) -> dict[str, Any]:
         con = fresh()
         con.register("population", subset)
         sql = rules_engine.compile_program(asp_bound, catalogue, "population", detail)
-        out = con.execute(f"SELECT household_id, amount_tiyn FROM ({sql})").to_arrow_table()
+        # with explanations, fetch them too: DuckDB would not compute an unused column
+        columns = "household_id, amount_tiyn" + (", detail" if detail else "")
+        out = con.execute(f"SELECT {columns} FROM ({sql})").to_arrow_table()
         con.close()
         return out
 
