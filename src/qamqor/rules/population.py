@@ -25,6 +25,7 @@ import duckdb
 import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qamqor.kit.columnar import read_batches
@@ -283,15 +284,24 @@ def population_figures(
     if found is None:
         raise NoProfiles(f"no profile as of {day.isoformat()} has a known per-capita income")
     value, households, persons = found
-    with Session(engine) as session, session.begin():
-        session.add(
-            PopulationFigure(
-                name=MEDIAN,
-                as_of=day,
-                value=value,
-                households=households,
-                persons=persons,
-                computed_at=dt.datetime.now(dt.UTC),
+    try:
+        with Session(engine) as session, session.begin():
+            session.add(
+                PopulationFigure(
+                    name=MEDIAN,
+                    as_of=day,
+                    value=value,
+                    households=households,
+                    persons=persons,
+                    computed_at=dt.datetime.now(dt.UTC),
+                )
             )
-        )
+    except IntegrityError:
+        # another process stored the month's figure first: that one is the month's figure
+        with Session(engine) as session:
+            value = session.execute(
+                select(PopulationFigure.value).where(
+                    PopulationFigure.name == MEDIAN, PopulationFigure.as_of == day
+                )
+            ).scalar_one()
     return {MEDIAN: value}
