@@ -299,10 +299,11 @@ def write_decisions(
         ),
     )
     if written:
+        # by the heads' key: a row-value IN over the run's decisions (an EXISTS correlated
+        # on every head took 89 s to replace 600 heads among 6 million)
         connection.exec_driver_sql(
-            "DELETE FROM decision_head WHERE EXISTS (SELECT 1 FROM decision d "
-            f"WHERE d.run_id = {int(run_id)} AND d.household_id = decision_head.household_id "
-            "AND d.program_id = decision_head.program_id)"
+            "DELETE FROM decision_head WHERE (household_id, program_id) IN "
+            f"(SELECT household_id, program_id FROM decision WHERE run_id = {int(run_id)})"
         )
         connection.exec_driver_sql(
             "INSERT INTO decision_head (household_id, program_id, decision_id, status, "
