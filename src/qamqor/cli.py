@@ -17,6 +17,7 @@ from qamqor.kit.errors import QamqorError
 from qamqor.privacy.cli import accounts_app, privacy_app
 from qamqor.privacy.crypto_cli import keys_app, retention_app
 from qamqor.profiles.cli import profiles_app, quality_app
+from qamqor.registry.events_cli import events_app
 from qamqor.rules.cli import (
     decide_command,
     decisions_app,
@@ -36,6 +37,7 @@ batches_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(batches_app, name="batches")
+app.add_typer(events_app, name="events")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(quality_app, name="quality")
 app.add_typer(rules_app, name="rules")

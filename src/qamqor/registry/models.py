@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -219,3 +220,42 @@ FACT_MODELS: dict[str, type[Base]] = {
     "finance": FinanceFact,
 }
 FACT_TABLES: dict[str, Table] = {code: model.__table__ for code, model in FACT_MODELS.items()}  # type: ignore[misc]
+
+
+class RegistryEvent(Base):
+    """A change event a registry pushed: stored here, durably, before the push is answered.
+
+    The worker claims ``pending`` rows in id order, inserts each payload as a fact and marks it
+    ``applied`` (or ``failed`` with the error, after ``attempts`` tries). ``payload`` is the
+    canonical JSON of the payload as received; for a source with special-category columns it
+    holds only RAW_SEALED and the JSON is in ``payload_sealed``, encrypted and bound to
+    (source, event_id). See registry/events.py and docs/events.md.
+    """
+
+    __tablename__ = "registry_event"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id", name="uq_registry_event_source_event_id"),
+        Index("ix_registry_event_status_id", "status", "id"),
+        Index("ix_registry_event_subject_iin", "subject_iin"),
+    )
+
+    id: Mapped[int] = _pk()
+    source: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    subject_iin: Mapped[str] = mapped_column(IIN)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[str] = mapped_column(Text)
+    payload_sealed: Mapped[str | None] = mapped_column(EncryptedString(row=("source", "event_id")))
+    # SHA-256 of the canonical event; HMAC-SHA-256 for a sealed payload (registry/events.py)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    # the worker (proactive/worker.py): the batch its fact went into, and until when a worker
+    # holds it while recomputing the households (after that another worker may take it over)
+    batch_id: Mapped[int | None] = mapped_column(Integer)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
