@@ -16,6 +16,7 @@ from qamqor.audit.cli import app as audit_app
 from qamqor.kit.errors import QamqorError
 from qamqor.privacy.cli import accounts_app, privacy_app
 from qamqor.privacy.crypto_cli import keys_app, retention_app
+from qamqor.proactive.worker_cli import worker_command
 from qamqor.profiles.cli import profiles_app, quality_app
 from qamqor.registry.events_cli import events_app
 from qamqor.rules.cli import (
@@ -45,6 +46,7 @@ app.add_typer(decisions_app, name="decisions")
 app.command("decide")(decide_command)
 app.command("explain")(explain_command)
 app.command("simulate")(simulate_command)
+app.command("worker")(worker_command)
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(retention_app, name="retention")

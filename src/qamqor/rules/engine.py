@@ -212,6 +212,11 @@ def substitute(
     return tree.copy().transform(swap)
 
 
+def render_derived(bound: Bound, name: str) -> str:
+    """A derived value of the bound program as SQL of literals (e.g. the poverty line)."""
+    return _sql(exp.column(name), bound)
+
+
 def _sql(tree: exp.Expression, bound: Bound) -> str:
     return sqlcheck.render(substitute(tree, bound.program.derived, bound.values))
 

@@ -159,8 +159,12 @@ def decide(
     programs: Sequence[str] | None = None,
     households: Sequence[str] | None = None,
     progress: Progress | None = None,
+    store_all: bool | None = None,
 ) -> DecideReport:
-    """Decide every program (or ``programs``) for every household (or ``households``)."""
+    """Decide every program (or ``programs``) for every household (or ``households``).
+
+    ``store_all`` stores every decision, "not eligible" ones included (default: when
+    households are named, as for an explanation); otherwise only what matters is stored."""
     started = time.monotonic()
     started_at = dt.datetime.now(dt.UTC)
     phases: dict[str, float] = {}
@@ -188,8 +192,9 @@ def decide(
         if progress:
             progress("writing", 0, count)
         scope = "all" if households is None else "households"
+        keep_all = households is not None if store_all is None else store_all
         with engine.begin() as connection:
-            run_id, written = write_decisions(connection, con, bounds, scope, started_at)
+            run_id, written = write_decisions(connection, con, bounds, scope, started_at, keep_all)
             totals = _totals(con)
             connection.execute(
                 update(DecisionRun)
@@ -244,6 +249,7 @@ def write_decisions(
     bounds: Sequence[Evaluable],
     scope: str,
     started_at: dt.datetime,
+    keep_all: bool = False,
 ) -> tuple[int, int]:
     """Store what ``decision_out`` holds that differs from the current decisions."""
     run_id = connection.execute(
@@ -263,12 +269,12 @@ def write_decisions(
     ).scalar_one()
     _store_versions(connection, bounds, started_at)
     _load_heads(connection, con, scope)
-    keep_all = "TRUE" if scope == "households" else "o.status <> 'ineligible'"
+    keep = "TRUE" if keep_all else "o.status <> 'ineligible'"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE decision_new AS
         SELECT o.* FROM decision_out o LEFT JOIN dhead h USING (household_id, program_id)
-        WHERE (h.content_sha256 IS NULL AND {keep_all})
+        WHERE (h.content_sha256 IS NULL AND {keep})
            OR h.content_sha256 IS DISTINCT FROM o.content_sha256 AND h.content_sha256 IS NOT NULL
         """
     )

@@ -1,0 +1,547 @@
+"""The proactive worker: from registry events to offers and notices.
+
+One cycle (``run_once``):
+
+1. **apply** — claim pending events (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
+   workers share the inbox), turn each payload into a fact of its registry (one batch per
+   source per cycle, the event's inbox id as its line), and mark the events ``applied`` — all
+   in one transaction: a crash before the commit leaves them pending, after it they are facts.
+   An event older than the newest fact of the same record (``updated_on``) is ``superseded``:
+   it arrived late and changes nothing. Events of one household are applied in occurred-at
+   order.
+2. **recompute** — the households the events touch (current and former memberships of the
+   subject, and the household an event names) get their profiles rebuilt and their programs
+   decided through the same code path as the country-wide run (``profiles.builder.build``,
+   ``rules.service.decide``), as of the reference date. Late and out-of-order events need no
+   special case: everything is recomputed from the facts.
+3. **reconcile** — for each of those households and each paying program, the current decision
+   is compared with what the household has: eligible and nothing offered or paid → an offer
+   (72 hours to accept); eligible with a different amount than paid → a notice; ineligible
+   while paid → a notice, payment continuing to the end of the notice period; needs review →
+   nothing changes (nobody loses support because data is missing). Then the events are
+   ``done``.
+
+Each step is idempotent — offers and notices are unique per decision, a profile or decision is
+written only when it changes — so a worker killed anywhere and started again does the rest of
+the work and nothing twice. Events applied but not done whose lease (``claimed_until``) has run
+out are taken over by the next cycle of any worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from qamqor.kit.errors import QamqorError
+from qamqor.privacy import fields
+from qamqor.privacy.households import head_of
+from qamqor.proactive.models import Entitlement, Notice, Offer
+from qamqor.profiles.builder import build
+from qamqor.profiles.models import ProfileBuild
+from qamqor.registry.catalogue import get_source
+from qamqor.registry.events import claim_pending, extract_row, payload_of
+from qamqor.registry.loading import bulk_insert
+from qamqor.registry.models import FACT_TABLES, Batch, HouseholdFact, RegistryEvent
+from qamqor.registry.validation import fact_column, validation_sql
+from qamqor.rules.models import DecisionHead
+from qamqor.rules.service import decide
+from qamqor.rules.spec import load_programs
+
+LEASE = dt.timedelta(minutes=2)
+OFFER_WINDOW = dt.timedelta(hours=72)
+APPEAL_DAYS = 30
+MAX_ATTEMPTS = 5
+_CHUNK = 500
+
+
+@dataclass
+class CycleReport:
+    claimed: int = 0
+    applied: int = 0
+    superseded: int = 0
+    failed: int = 0
+    taken_over: int = 0
+    households: int = 0
+    offers: int = 0
+    notices: int = 0
+    done: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def reference_date(engine: Engine) -> dt.date:
+    """The reference date the profiles are built for: that of the newest whole-country build."""
+    with Session(engine) as session:
+        day = session.execute(
+            select(ProfileBuild.as_of)
+            .where(ProfileBuild.scope == "all")
+            .order_by(ProfileBuild.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+    if day is None:
+        raise QamqorError("no profile build yet: run `qamqor profiles build` first")
+    return day
+
+
+# --- 1. apply -------------------------------------------------------------------------------
+
+
+def _typed_rows(
+    source_code: str, events: Sequence[RegistryEvent], today: dt.date
+) -> tuple[pa.Table, dict[int, list[str]]]:
+    """The events' payloads as typed fact rows (line_no = inbox id), through the extract
+    checks; and the reasons of any that no longer pass."""
+    source = get_source(source_code)
+    rows = [extract_row(source, payload_of(e))[0] for e in events]
+    columns: dict[str, pa.Array] = {
+        name: pa.array([r[name] for r in rows], pa.string()) for name in source.column_names
+    }
+    columns["line_no"] = pa.array([e.id for e in events], pa.int64())
+    columns["raw"] = pa.nulls(len(rows), pa.string())
+    fact_columns = [fact_column(c) for c in source.columns]
+    date_like = {fact_column(c) for c in source.columns if c.type in ("date", "month")}
+    out = [f'CAST("{c}" AS VARCHAR) AS "{c}"' if c in date_like else f'"{c}"' for c in fact_columns]
+    con = duckdb.connect(
+        config={"threads": 1, "enable_external_access": False, "autoload_known_extensions": False}
+    )
+    try:
+        con.register("payloads", pa.table(columns))
+        table = con.execute(
+            f"SELECT {', '.join(out)}, line_no, CAST(valid_from AS VARCHAR) AS valid_from, "
+            "CAST(valid_to AS VARCHAR) AS valid_to, all_reasons "
+            f"FROM ({validation_sql(source, 'payloads', today)}) ORDER BY line_no"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    assert table is not None
+    reasons = {
+        int(line): list(found)
+        for line, found in zip(
+            table.column("line_no").to_pylist(),
+            table.column("all_reasons").to_pylist(),
+            strict=True,
+        )
+        if found
+    }
+    return table.drop(["all_reasons"]), reasons
+
+
+def _newest_updates(
+    connection: Connection, source_code: str, record_ids: Iterable[str]
+) -> dict[str, dt.date]:
+    table = FACT_TABLES[source_code]
+    newest: dict[str, dt.date] = {}
+    unique = sorted(set(record_ids))
+    for i in range(0, len(unique), _CHUNK):
+        for record, updated in connection.execute(
+            select(table.c.source_record_id, func.max(table.c.updated_on))
+            .where(table.c.source_record_id.in_(unique[i : i + _CHUNK]))
+            .group_by(table.c.source_record_id)
+        ):
+            if updated is not None:
+                newest[record] = updated
+    return newest
+
+
+def _apply_source(
+    session: Session,
+    source_code: str,
+    events: list[RegistryEvent],
+    now: dt.datetime,
+    lease: dt.timedelta,
+) -> tuple[int, int, int]:
+    """Facts of one source's events in one batch; returns (applied, superseded, failed)."""
+    events.sort(key=lambda e: (e.occurred_at, e.id))
+    today = max(e.received_at for e in events).date()
+    table, reasons = _typed_rows(source_code, events, today)
+    connection = session.connection()
+    newest = _newest_updates(connection, source_code, table.column("source_record_id").to_pylist())
+    keep: list[int] = []
+    superseded: set[int] = set()
+    by_line = {e.id: e for e in events}
+    records = table.column("source_record_id").to_pylist()
+    updates = table.column("updated_on").to_pylist()
+    lines = table.column("line_no").to_pylist()
+    for row, (line, record, updated) in enumerate(zip(lines, records, updates, strict=True)):
+        if line in reasons:
+            continue
+        known = newest.get(record)
+        if known is not None and updated is not None and dt.date.fromisoformat(updated) < known:
+            superseded.add(line)
+            continue
+        keep.append(row)
+    facts = table.take(pa.array(keep, pa.int64())) if keep else table.slice(0, 0)
+    ids = ",".join(str(e.id) for e in sorted(events, key=lambda e: e.id))
+    digest = hashlib.sha256(f"events|{source_code}|{ids}".encode()).hexdigest()
+    batch_id = connection.execute(
+        insert(Batch)
+        .values(
+            source=source_code,
+            file_name=f"events:{source_code}:{lines[0]}-{max(lines)}",
+            file_sha256=digest,
+            file_bytes=sum(len(e.payload) for e in events),
+            format="event",
+            encoding=None,
+            delimiter=None,
+            rows_read=len(events),
+            facts=facts.num_rows,
+            rejections=len(reasons),
+            duplicates=len(superseded),
+            rejection_reasons={},
+            received_at=min(e.received_at for e in events),
+            loaded_at=now,
+        )
+        .returning(Batch.id)
+    ).scalar_one()
+    if facts.num_rows:
+        fact_table = FACT_TABLES[source_code]
+        facts = facts.append_column("batch_id", pa.array([batch_id] * facts.num_rows, pa.int64()))
+        names = facts.column_names
+        batches = facts.to_batches()
+        if get_source(source_code).has_special_columns:
+            batches = [
+                fields.seal_record_batch(fact_table, pa.RecordBatch.from_arrays(b.columns, names))
+                for b in batches
+            ]
+        bulk_insert(connection, fact_table.name, names, batches)
+    for line, event in by_line.items():
+        event.attempts += 1
+        event.batch_id = batch_id
+        if line in reasons:
+            event.status = "failed"
+            event.error = " ".join(reasons[line])
+        else:
+            event.status = "applied" if line not in superseded else "superseded"
+            event.applied_at = now
+            event.claimed_until = now + lease
+            if line in superseded:
+                event.error = "an event with a newer updated_on was applied before"
+    return len(keep), len(superseded), len(reasons)
+
+
+def apply_pending(
+    engine: Engine, limit: int, now: dt.datetime, report: CycleReport, lease: dt.timedelta = LEASE
+) -> list[int]:
+    """Claim up to ``limit`` pending events and make them facts, in one transaction."""
+    with Session(engine) as session, session.begin():
+        events = claim_pending(session, limit)
+        report.claimed = len(events)
+        by_source: dict[str, list[RegistryEvent]] = defaultdict(list)
+        for event in events:
+            by_source[event.source].append(event)
+        for source_code, group in sorted(by_source.items()):
+            applied, superseded, failed = _apply_source(session, source_code, group, now, lease)
+            report.applied += applied
+            report.superseded += superseded
+            report.failed += failed
+        return [e.id for e in events if e.status == "applied"]
+
+
+def take_over(
+    engine: Engine, now: dt.datetime, limit: int, lease: dt.timedelta = LEASE
+) -> list[int]:
+    """Events applied by a worker that did not finish them (its lease ran out)."""
+    with Session(engine) as session, session.begin():
+        query = (
+            select(RegistryEvent)
+            .where(RegistryEvent.status == "applied", RegistryEvent.claimed_until < now)
+            .order_by(RegistryEvent.id)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        events = list(session.scalars(query))
+        for event in events:
+            event.claimed_until = now + lease
+        return [e.id for e in events]
+
+
+# --- 2. recompute ---------------------------------------------------------------------------
+
+
+def affected_households(session: Session, event_ids: Sequence[int]) -> dict[str, dt.datetime]:
+    """household -> when the first of its events was received: every household the events'
+    subjects are or were members of, and the households the events name."""
+    received: dict[str, dt.datetime] = {}
+    by_iin: dict[str, dt.datetime] = {}
+    for i in range(0, len(event_ids), _CHUNK):
+        for event in session.scalars(
+            select(RegistryEvent).where(RegistryEvent.id.in_(event_ids[i : i + _CHUNK]))
+        ):
+            iins = {event.subject_iin}
+            payload = payload_of(event)
+            if isinstance(payload.get("iin"), str):
+                iins.add(payload["iin"])
+            for iin in iins:
+                by_iin[iin] = min(by_iin.get(iin, event.received_at), event.received_at)
+            household = payload.get("household_id")
+            if event.source == "household" and isinstance(household, str):
+                received[household] = min(
+                    received.get(household, event.received_at), event.received_at
+                )
+    subjects = sorted(by_iin)
+    for i in range(0, len(subjects), _CHUNK):
+        for household, iin in session.execute(
+            select(HouseholdFact.household_id, HouseholdFact.iin)
+            .where(HouseholdFact.iin.in_(subjects[i : i + _CHUNK]))
+            .distinct()
+        ):
+            moment = by_iin[iin]
+            received[household] = min(received.get(household, moment), moment)
+    return received
+
+
+# --- 3. reconcile ---------------------------------------------------------------------------
+
+
+def _end_of_next_month(day: dt.date) -> dt.date:
+    first_next = (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    return (first_next + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+
+
+def reconcile(
+    session: Session, households: dict[str, dt.datetime], now: dt.datetime
+) -> tuple[list[Offer], list[Notice]]:
+    """Offers and notices from the households' current decisions (see the module docstring)."""
+    paying = set(load_programs())
+    ids = sorted(households)
+    heads: list[DecisionHead] = []
+    active: dict[tuple[str, str], Entitlement] = {}
+    open_offers: dict[tuple[str, str], list[Offer]] = defaultdict(list)
+    offered: set[int] = set()
+    noticed: set[int] = set()
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        heads += session.scalars(
+            select(DecisionHead).where(
+                DecisionHead.household_id.in_(chunk), DecisionHead.program_id.in_(paying)
+            )
+        ).all()
+        for ent in session.scalars(
+            select(Entitlement)
+            .where(Entitlement.household_id.in_(chunk), Entitlement.status != "ended")
+            .order_by(Entitlement.id)
+        ):
+            active[(ent.household_id, ent.program_id)] = ent
+        for offer in session.scalars(select(Offer).where(Offer.household_id.in_(chunk))):
+            offered.add(offer.decision_id)
+            if offer.status in ("created", "notified"):
+                open_offers[(offer.household_id, offer.program_id)].append(offer)
+        noticed.update(
+            session.scalars(select(Notice.decision_id).where(Notice.household_id.in_(chunk)))
+        )
+    offers: list[Offer] = []
+    notices: list[Notice] = []
+    recipients: dict[str, str | None] = {}
+    today = now.date()
+    for head in sorted(heads, key=lambda h: (h.household_id, h.program_id)):
+        key = (head.household_id, head.program_id)
+        entitlement = active.get(key)
+        pending = open_offers.get(key, [])
+        if head.status == "eligible":
+            for old in pending:
+                if old.decision_id != head.decision_id:
+                    old.status = "expired"  # superseded by the newer decision
+            if entitlement is None:
+                if head.decision_id not in offered:
+                    if head.household_id not in recipients:
+                        recipients[head.household_id] = head_of(session, head.household_id)
+                    offers.append(
+                        Offer(
+                            household_id=head.household_id,
+                            program_id=head.program_id,
+                            decision_id=head.decision_id,
+                            amount_tiyn=head.amount_tiyn,
+                            recipient_iin=recipients[head.household_id],
+                            status="created",
+                            event_received_at=households[head.household_id],
+                            created_at=now,
+                            expires_at=now + OFFER_WINDOW,
+                        )
+                    )
+            elif head.decision_id not in noticed and (
+                entitlement.amount_tiyn != head.amount_tiyn or entitlement.status == "ending"
+            ):
+                notices.append(
+                    Notice(
+                        household_id=head.household_id,
+                        program_id=head.program_id,
+                        decision_id=head.decision_id,
+                        entitlement_id=entitlement.id,
+                        kind="amount_changed",
+                        amount_before_tiyn=entitlement.amount_tiyn,
+                        amount_after_tiyn=head.amount_tiyn,
+                        effective_on=(today.replace(day=1) + dt.timedelta(days=32)).replace(day=1),
+                        appeal_until=today + dt.timedelta(days=APPEAL_DAYS),
+                        created_at=now,
+                    )
+                )
+                entitlement.amount_tiyn = int(head.amount_tiyn or 0)
+                entitlement.status = "active"  # eligible again: an ending payment goes on
+                entitlement.period_end = None
+        elif head.status == "ineligible":
+            for old in pending:
+                old.status = "expired"  # no longer eligible: the offer is withdrawn
+            if (
+                entitlement is not None
+                and entitlement.status == "active"
+                and head.decision_id not in noticed
+            ):
+                effective = _end_of_next_month(today)
+                notices.append(
+                    Notice(
+                        household_id=head.household_id,
+                        program_id=head.program_id,
+                        decision_id=head.decision_id,
+                        entitlement_id=entitlement.id,
+                        kind="eligibility_lost",
+                        amount_before_tiyn=entitlement.amount_tiyn,
+                        amount_after_tiyn=None,
+                        effective_on=effective,
+                        appeal_until=today + dt.timedelta(days=APPEAL_DAYS),
+                        created_at=now,
+                    )
+                )
+                entitlement.status = "ending"
+                entitlement.period_end = effective
+        # needs_review: nothing changes until a case worker has looked
+    session.add_all(offers)
+    session.add_all(notices)
+    session.flush()
+    _notify(session, offers, notices, now)
+    return offers, notices
+
+
+def _notify(session: Session, offers: list[Offer], notices: list[Notice], now: dt.datetime) -> None:
+    """Queue the messages in the outbox (proactive/notify.py), in the same transaction."""
+    try:
+        from qamqor.proactive import notify
+    except ImportError:  # pragma: no cover - the outbox texts arrive with the offers module
+        return
+    for offer in offers:
+        notify.notify_offer(session, offer, now)
+    for notice in notices:
+        notify.notify_notice(session, notice, now)
+
+
+# --- the cycle ------------------------------------------------------------------------------
+
+
+def run_once(
+    engine: Engine,
+    as_of: dt.date | None = None,
+    limit: int = 1000,
+    now: Callable[[], dt.datetime] | None = None,
+    hook: Callable[[str], None] | None = None,
+    lease: dt.timedelta = LEASE,
+) -> CycleReport:
+    """One cycle: apply up to ``limit`` pending events, recompute and reconcile."""
+    clock = now or (lambda: dt.datetime.now(dt.UTC))
+    report = CycleReport()
+    started = time.monotonic()
+    mark = started
+    day = as_of or reference_date(engine)
+    applied = apply_pending(engine, limit, clock(), report, lease)
+    taken = take_over(engine, clock(), limit, lease)
+    report.taken_over = len(taken)
+    report.phases["apply"] = round(time.monotonic() - mark, 3)
+    if hook:
+        hook("applied")
+    work = sorted(set(applied) | set(taken))
+    if not work:
+        report.seconds = round(time.monotonic() - started, 3)
+        return report
+    with Session(engine) as session:
+        households = affected_households(session, work)
+    report.households = len(households)
+    if households:
+        mark = time.monotonic()
+        build(engine, day, sorted(households))
+        report.phases["profiles"] = round(time.monotonic() - mark, 3)
+        if hook:
+            hook("profiles")
+        mark = time.monotonic()
+        decide(engine, None, sorted(households), store_all=False)
+        report.phases["decide"] = round(time.monotonic() - mark, 3)
+        if hook:
+            hook("decided")
+    mark = time.monotonic()
+    with Session(engine) as session, session.begin():
+        offers, notices = reconcile(session, households, clock())
+        report.offers, report.notices = len(offers), len(notices)
+        for i in range(0, len(work), _CHUNK):
+            session.execute(
+                update(RegistryEvent)
+                .where(
+                    RegistryEvent.id.in_(work[i : i + _CHUNK]), RegistryEvent.status == "applied"
+                )
+                .values(status="done", done_at=clock(), claimed_until=None)
+            )
+        report.done = len(work)
+    report.phases["reconcile"] = round(time.monotonic() - mark, 3)
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def pending_work(engine: Engine) -> int:
+    with Session(engine) as session:
+        return int(
+            session.execute(
+                select(func.count(RegistryEvent.id)).where(
+                    or_(RegistryEvent.status == "pending", RegistryEvent.status == "applied")
+                )
+            ).scalar_one()
+        )
+
+
+def run(
+    engine: Engine,
+    as_of: dt.date | None = None,
+    limit: int = 1000,
+    once: bool = False,
+    poll_seconds: float = 0.5,
+    on_cycle: Callable[[CycleReport], None] | None = None,
+    lease: dt.timedelta = LEASE,
+) -> int:
+    """Cycles until stopped (SIGTERM, SIGINT), or with ``once`` until the inbox is drained.
+    Returns the number of events done."""
+    stopping = False
+
+    def stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = [signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)]
+    done = 0
+    try:
+        while not stopping:
+            report = run_once(engine, as_of, limit, lease=lease)
+            done += report.done
+            if on_cycle and (report.claimed or report.taken_over):
+                on_cycle(report)
+            if report.claimed == 0 and report.taken_over == 0:
+                if once:
+                    if pending_work(engine) == 0:
+                        break
+                    time.sleep(poll_seconds)  # another worker's lease: wait for it
+                    continue
+                time.sleep(poll_seconds)
+    finally:
+        for s, handler in zip((signal.SIGTERM, signal.SIGINT), previous, strict=True):
+            signal.signal(s, handler)
+    return done

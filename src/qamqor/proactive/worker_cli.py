@@ -1,0 +1,58 @@
+"""``qamqor worker``: registry events to offers, until stopped (or ``--once``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+
+
+def worker_command(
+    once: Annotated[
+        bool, typer.Option("--once", help="Drain the inbox and exit (for cron and tests).")
+    ] = False,
+    batch: Annotated[int, typer.Option(min=1, max=100_000, help="Events per cycle.")] = 1000,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Reference date of the profiles (default: the newest full build's)."),
+    ] = None,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(min=0.1, help="How long an unfinished cycle's events stay with a worker."),
+    ] = 120.0,
+    poll_seconds: Annotated[float, typer.Option(min=0.01)] = 0.5,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per cycle.")] = False,
+) -> None:
+    """Apply registry events, recompute the households they touch, and offer support or send
+    notices; runs until SIGTERM/SIGINT, or with --once until the inbox is empty."""
+    from qamqor.kit.db import get_engine
+    from qamqor.proactive.worker import CycleReport, run
+
+    def show(report: CycleReport) -> None:
+        if as_json:
+            typer.echo(json.dumps(report.to_dict()))
+        else:
+            err.print(
+                f"{report.claimed:,} events claimed ({report.applied:,} applied, "
+                f"{report.superseded:,} superseded, {report.failed:,} failed, "
+                f"{report.taken_over:,} taken over); {report.households:,} households; "
+                f"{report.offers:,} offers, {report.notices:,} notices ({report.seconds:.2f} s)",
+                highlight=False,
+            )
+
+    done = run(
+        get_engine(),
+        dt.date.fromisoformat(as_of) if as_of else None,
+        batch,
+        once,
+        poll_seconds,
+        show,
+        dt.timedelta(seconds=lease_seconds),
+    )
+    if not as_json:
+        err.print(f"{done:,} events done")
