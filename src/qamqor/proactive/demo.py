@@ -63,10 +63,12 @@ def _candidate(session: Session) -> str:
     return found[0]
 
 
-def birth_events(session: Session, born: dt.date) -> tuple[str, list[dict[str, Any]]]:
+def birth_events(
+    session: Session, born: dt.date, serial_from: int = 9000
+) -> tuple[str, list[dict[str, Any]]]:
     """The household chosen and the events (with their `source`) announcing the birth."""
     household_id = _candidate(session)
-    from qamqor.privacy.households import head_of, members
+    from qamqor.privacy.households import head_of
 
     head = head_of(session, household_id)
     if head is None:
@@ -77,10 +79,14 @@ def birth_events(session: Session, born: dt.date) -> tuple[str, list[dict[str, A
         .order_by(PopulationFact.updated_on.desc(), PopulationFact.id.desc())
         .limit(1)
     ).scalar_one()
-    taken = {m.iin for m in members(session, household_id)}
-    serial = 9000
+    serial = serial_from
     child = make_iin(born, "F", serial)
-    while child is None or child in taken:
+    while (
+        child is None
+        or session.execute(
+            select(PopulationFact.id).where(PopulationFact.iin == child).limit(1)
+        ).first()
+    ):
         serial += 1
         child = make_iin(born, "F", serial)
     day = born.isoformat()

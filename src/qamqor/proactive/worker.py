@@ -121,7 +121,7 @@ def _typed_rows(
     )
     try:
         con.register("payloads", pa.table(columns))
-        table = con.execute(
+        table = con.sql(
             f"SELECT {', '.join(out)}, line_no, CAST(valid_from AS VARCHAR) AS valid_from, "
             "CAST(valid_to AS VARCHAR) AS valid_to, all_reasons "
             f"FROM ({validation_sql(source, 'payloads', today)}) ORDER BY line_no"

@@ -1,0 +1,236 @@
+"""The worker on both databases: a birth ends as an offer, nothing is done twice, a late event
+changes nothing, a lost eligibility is a notice — and a worker killed with SIGKILL at random
+points and started again loses no event and duplicates nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Engine
+
+from qamqor.kit.db import session_scope
+from qamqor.kit.errors import QamqorError
+from qamqor.proactive.demo import birth_events
+from qamqor.proactive.models import Entitlement, Notice, Offer
+from qamqor.proactive.worker import run, run_once
+from qamqor.profiles.builder import build
+from qamqor.registry.events import accept_events
+from qamqor.registry.ingest import expand_paths, ingest_file
+from qamqor.registry.models import RegistryEvent
+from qamqor.rules.service import decide
+from qamqor.synth import generate
+
+AS_OF = dt.date(2026, 10, 1)
+TODAY = dt.date(2026, 11, 29)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def extracts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, 400, seed=23, as_of=AS_OF, chunk_households=400)
+    return out
+
+
+@pytest.fixture
+def decided(engine: Engine, extracts: Path) -> Engine:
+    for path, source, entry in expand_paths([extracts]):
+        assert ingest_file(path, source=source, manifest=entry, engine=engine, today=TODAY)
+    build(engine, AS_OF)
+    decide(engine)
+    return engine
+
+
+def _push(events: list[dict[str, Any]]) -> None:
+    with session_scope() as session:
+        for event in events:
+            event = dict(event)
+            source = event.pop("source")
+            (result,) = accept_events(session, source, [event], dt.datetime.now(dt.UTC))
+            assert result.status in ("accepted", "duplicate"), result
+
+
+def _count(engine: Engine, sql: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(sql)).scalar_one())
+
+
+def test_a_birth_in_a_poor_family_ends_as_an_offer(decided: Engine) -> None:
+    with session_scope() as session:
+        household, events = birth_events(session, dt.date(2026, 9, 20))
+    _push(events)
+    report = run_once(decided)
+    assert (report.claimed, report.applied, report.done) == (2, 2, 2)
+    assert report.households >= 1 and report.offers >= 1
+    with session_scope() as session:
+        offers = session.scalars(select(Offer).where(Offer.household_id == household)).all()
+        assert "asp" in {o.program_id for o in offers}
+        asp = next(o for o in offers if o.program_id == "asp")
+        assert asp.amount_tiyn and asp.amount_tiyn > 0
+        assert asp.expires_at - asp.created_at == dt.timedelta(hours=72)
+        assert asp.recipient_iin and asp.event_received_at <= asp.created_at
+        statuses = session.scalars(select(RegistryEvent.status)).all()
+        assert statuses == ["done", "done"]
+    # the child is a fact of both registries now, in a batch of the events
+    child = events[0]["subject_iin"]
+    assert _count(decided, f"SELECT count(*) FROM fact_population WHERE iin = '{child}'") == 1
+    assert _count(decided, f"SELECT count(*) FROM fact_household WHERE iin = '{child}'") == 1
+    # again: nothing new, and the same events pushed again are duplicates
+    assert run_once(decided).offers == 0
+    _push(events)
+    again = run_once(decided)
+    assert again.claimed == 0 and again.offers == 0
+    assert _count(decided, "SELECT count(*) FROM proactive_offer") == len(offers)
+
+
+def test_a_late_event_changes_nothing_and_a_lost_eligibility_is_a_notice(
+    decided: Engine,
+) -> None:
+    with session_scope() as session:
+        household, events = birth_events(session, dt.date(2026, 9, 20))
+    _push(events)
+    run_once(decided)
+    with session_scope() as session:
+        offer = session.scalars(
+            select(Offer).where(Offer.household_id == household, Offer.program_id == "asp")
+        ).one()
+        # accepted (the offers module does this for the citizen; here directly)
+        offer.status = "accepted"
+        session.add(
+            Entitlement(
+                offer_id=offer.id,
+                household_id=household,
+                program_id="asp",
+                amount_tiyn=offer.amount_tiyn or 0,
+                period_start=TODAY,
+                period_end=None,
+                channel="bank",
+                purpose="cash",
+                status="active",
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
+    # the registry says the birth was recorded wrongly an hour earlier: an older update of the
+    # same record arriving later is superseded
+    late = dict(events[1], event_id=events[1]["event_id"] + "-LATE")
+    late["payload"] = dict(late["payload"], updated_on="2026-09-01")
+    _push([late])
+    report = run_once(decided)
+    assert (report.claimed, report.superseded, report.offers) == (1, 1, 0)
+    # the child moves out again: the family is above the line, the payment ends after notice
+    gone = dict(events[1], event_id=events[1]["event_id"] + "-OUT", type="member_moved_out")
+    gone["payload"] = dict(gone["payload"], member_to="2026-09-25", updated_on="2026-09-25")
+    _push([gone])
+    report = run_once(decided)
+    assert report.notices == 1
+    with session_scope() as session:
+        notice = session.scalars(select(Notice).where(Notice.household_id == household)).one()
+        assert notice.kind == "eligibility_lost" and notice.program_id == "asp"
+        entitlement = session.get(Entitlement, notice.entitlement_id)
+        assert entitlement is not None and entitlement.status == "ending"
+        assert entitlement.period_end == notice.effective_on > TODAY
+    assert run_once(decided).notices == 0
+
+
+def _worker_url(engine: Engine) -> str:
+    url = engine.url.render_as_string(hide_password=False)
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        url += f"?options=-csearch_path%3D{schema}"
+    return url
+
+
+@pytest.mark.slow
+def test_a_worker_killed_at_random_points_loses_nothing_and_doubles_nothing(
+    decided: Engine, tmp_path: Path
+) -> None:
+    # many households get a child: 2 events each
+    with session_scope() as session:
+        rows = session.execute(
+            text("SELECT DISTINCT household_id FROM profile_head ORDER BY 1 LIMIT 60")
+        ).all()
+    from qamqor.proactive import demo
+
+    pushed: list[dict[str, Any]] = []
+    real = demo._candidate
+    try:
+        for i, (household,) in enumerate(rows):
+            demo._candidate = lambda _s, h=household: h  # type: ignore[assignment]
+            try:
+                with session_scope() as session:
+                    day = dt.date(2026, 9, 1) + dt.timedelta(days=i % 20)
+                    _, events = birth_events(session, day, serial_from=1000 + 10 * i)
+            except QamqorError:  # no head of household today: no parent to register with
+                continue
+            pushed += events
+    finally:
+        demo._candidate = real  # type: ignore[assignment]
+    _push(pushed)
+    env = {
+        **os.environ,
+        "QAMQOR_DATABASE_URL": _worker_url(decided),
+        "QAMQOR_VAR_DIR": str(tmp_path / "var"),
+    }
+    command = [sys.executable, "-m", "qamqor", "worker", "--batch", "7", "--lease-seconds", "1"]
+    rng = random.Random(7)
+    kills = 0
+    done_after_kill = []
+    for _ in range(6):
+        worker = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 4.0))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        kills += 1
+        done_after_kill.append(
+            _count(decided, "SELECT count(*) FROM registry_event WHERE status = 'done'")
+        )
+    # the kills fell while there was work: not everything was done when they struck
+    assert done_after_kill[0] < len(pushed), done_after_kill
+    # and once more, to the end
+    time.sleep(1.2)  # the killed worker's lease runs out
+    subprocess.run([*command, "--once"], env=env, cwd=ROOT, check=True, timeout=600)
+    assert kills == 6
+    with session_scope() as session:
+        statuses = dict(
+            session.execute(
+                select(RegistryEvent.status, func.count()).group_by(RegistryEvent.status)
+            ).all()
+        )
+        assert statuses == {"done": len(pushed)}, statuses
+        # every event is exactly one fact
+        for source, table in (("population", "fact_population"), ("household", "fact_household")):
+            ids = [
+                r[0]
+                for r in session.execute(
+                    select(RegistryEvent.id).where(RegistryEvent.source == source)
+                ).all()
+            ]
+            lines = session.execute(
+                text(
+                    f"SELECT f.line_no FROM {table} f JOIN registry_batch b ON b.id = f.batch_id "
+                    "WHERE b.format = 'event'"
+                )
+            ).all()
+            assert sorted(r[0] for r in lines) == sorted(ids)
+        # no duplicate offer: one per decision, and at most one open per household and program
+        open_per_key = session.execute(
+            select(Offer.household_id, Offer.program_id, func.count())
+            .where(Offer.status.in_(("created", "notified")))
+            .group_by(Offer.household_id, Offer.program_id)
+            .having(func.count() > 1)
+        ).all()
+        assert open_per_key == []
+        assert session.scalar(select(func.count(Offer.id))) > 0
+    # a worker run on what is left finds nothing to do
+    assert run(decided, once=True) == 0
