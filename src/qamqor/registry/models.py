@@ -101,6 +101,8 @@ class PopulationFact(_Provenance, Base):
     __table_args__ = (
         Index("ix_fact_population_iin", "iin"),
         Index("ix_fact_population_batch_id", "batch_id"),
+        # a micro-batch profile reads the namesakes born the same day (duplicate-person check)
+        Index("ix_fact_population_birth_date", "birth_date"),
     )
 
     id: Mapped[int] = _pk()
