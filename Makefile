@@ -35,6 +35,9 @@ demo: $(STAMP) ## Generate a 20,000-household population, ingest it and start th
 	$(BIN)/qamqor accounts seed-demo
 	$(BIN)/qamqor profiles build --as-of $(DEMO_AS_OF)
 	$(BIN)/qamqor decide
+	$(BIN)/qamqor demo-birth
+	$(BIN)/qamqor worker --once
+	$(BIN)/qamqor offers outbox
 	@echo
 	@echo "Open http://127.0.0.1:8000/ (API docs at /docs, batches at /api/v1/registry/batches)."
 	@echo "Ground truth and defects injected: $(DEMO_DIR)/extracts/truth/. Stop the server with Ctrl-C."

@@ -112,7 +112,7 @@ def compare(repeat: int) -> dict[str, Any]:
     with compute_engine("bench-load") as con:
         load_input(con, engine, catalogue, needed_features(programs, catalogue, wellbeing))
         all_bounds = bind_all(con, engine, programs, parameters, catalogue, True, wellbeing)
-        population = con.execute("SELECT * FROM profile_input").to_arrow_table()
+        population = con.sql("SELECT * FROM profile_input").to_arrow_table()
     read_seconds = time.perf_counter() - started
     (asp_bound,) = [b for b in all_bounds if b.id == "asp"]
     assert isinstance(asp_bound, rules_engine.Bound)
@@ -123,8 +123,19 @@ def compare(repeat: int) -> dict[str, Any]:
         (35 * median + 5_000) // 10_000 * 100,
     )
 
+    spill = ROOT / "var" / "bench" / "rules" / "spill"
+    spill.mkdir(parents=True, exist_ok=True)
+
     def fresh() -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(config={"threads": 2, "preserve_insertion_order": False})
+        # the same limits as the engine's own (kit/duck.py): 8 GB, spilling to disk beyond
+        con = duckdb.connect(
+            config={
+                "threads": 2,
+                "preserve_insertion_order": False,
+                "memory_limit": "8GB",
+                "temp_directory": str(spill),
+            }
+        )
         con.execute("SET enable_progress_bar = false")
         return con
 
@@ -137,7 +148,7 @@ def compare(repeat: int) -> dict[str, Any]:
           AND non_mortgage_loans IS NOT NULL) FROM population
         """
     ).fetchall()[0][0]
-    subset = con.execute(
+    subset = con.sql(
         """
         SELECT * FROM population WHERE len(held) = 0 AND members IS NOT NULL
           AND per_capita_income_tiyn IS NOT NULL AND idle_able_bodied_adults IS NOT NULL
@@ -150,16 +161,19 @@ def compare(repeat: int) -> dict[str, Any]:
         con = fresh()
         con.register("population", subset)
         sql = rules_engine.compile_program(asp_bound, catalogue, "population", detail)
-        # with explanations, fetch them too: DuckDB would not compute an unused column
-        columns = "household_id, amount_tiyn" + (", detail" if detail else "")
-        out = con.execute(f"SELECT {columns} FROM ({sql})").to_arrow_table()
+        if detail:
+            # consume every explanation (DuckDB would not compute an unused column) without
+            # holding millions of them in memory
+            out = con.sql(f"SELECT count(*), sum(length(detail)) FROM ({sql})").fetchall()
+        else:
+            out = con.sql(f"SELECT household_id, amount_tiyn FROM ({sql})").to_arrow_table()
         con.close()
         return out
 
     def handwritten() -> Any:
         con = fresh()
         con.register("population", subset)
-        out = con.execute(
+        out = con.sql(
             "SELECT household_id, amount_tiyn FROM (" + HANDWRITTEN.format(line=line_tiyn) + ")"
         ).to_arrow_table()
         con.close()
@@ -185,8 +199,11 @@ def compare(repeat: int) -> dict[str, Any]:
     def all_programs(detail: bool) -> Any:
         con = fresh()
         con.register("profile_input", population)
-        rules_engine.evaluate(con, all_bounds, catalogue, "profile_input", "out", detail)
-        count = con.execute("SELECT count(*) FROM out").fetchall()[0][0]
+        union = " UNION ALL ".join(
+            b.compile(catalogue, "profile_input", detail) for b in all_bounds
+        )
+        consumed = "sum(length(detail))" if detail else "sum(amount_tiyn)"
+        count = con.sql(f"SELECT count(*), {consumed} FROM ({union})").fetchall()[0][0]
         con.close()
         return count
 
@@ -301,6 +318,11 @@ def main() -> None:
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--compare-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-decide", action="store_true")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="empty the decision tables first, so the first `qamqor decide` decides from scratch",
+    )
     args = parser.parse_args()
     env = {**os.environ, "QAMQOR_DATABASE_URL": args.database_url}
     if args.compare_only:
@@ -309,11 +331,26 @@ def main() -> None:
         return
     out_dir = ROOT / "var" / "bench" / "rules"
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.fresh:
+        from sqlalchemy import create_engine, text
+
+        emptied = create_engine(args.database_url)
+        with emptied.begin() as conn:
+            for table in (
+                "decision_head",
+                "decision",
+                "decision_run",
+                "program_version",
+                "population_figure",
+            ):
+                conn.execute(text(f"DELETE FROM {table}"))
+        emptied.dispose()
     qamqor = [sys.executable, "-m", "qamqor"]
     stages = []
     if not args.skip_decide:
         for name in ("decide (first)", "decide (nothing changed)"):
-            stage = run_measured(name.split()[0], [*qamqor, "decide", "--json"], env, out_dir)
+            tag = "decide-first" if "first" in name else "decide-again"
+            stage = run_measured(tag, [*qamqor, "decide", "--json"], env, out_dir)
             phases = stage["output"]["phases"]
             stage["stage"] = f"`qamqor decide` {name.split(' ', 1)[1]}"
             stage["note"] = (
@@ -321,9 +358,13 @@ def main() -> None:
                 f"evaluate {phases['evaluate']} s, write {phases['write']} s"
             )
             stages.append(stage)
+    # the first simulation must read the database: forget a cached population
+    var_dir = Path(os.environ.get("QAMQOR_VAR_DIR", ROOT / "var"))
+    for cached in (var_dir / "rules").glob("population-*.parquet"):
+        cached.unlink()
     for name in ("simulate (reads the database)", "simulate (cached population)"):
         stage = run_measured(
-            "simulate",
+            "simulate-cold" if "database" in name else "simulate-cached",
             [*qamqor, "simulate", "asp", "--set", "subsistence_minimum_tiyn=60000", "--json"],
             env,
             out_dir,

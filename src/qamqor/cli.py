@@ -16,7 +16,8 @@ from qamqor.audit.cli import app as audit_app
 from qamqor.kit.errors import QamqorError
 from qamqor.privacy.cli import accounts_app, privacy_app
 from qamqor.privacy.crypto_cli import keys_app, retention_app
-from qamqor.proactive.worker_cli import worker_command
+from qamqor.proactive.cli import offers_app
+from qamqor.proactive.worker_cli import demo_birth_command, worker_command
 from qamqor.profiles.cli import profiles_app, quality_app
 from qamqor.registry.events_cli import events_app
 from qamqor.rules.cli import (
@@ -39,6 +40,7 @@ batches_app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(batches_app, name="batches")
 app.add_typer(events_app, name="events")
+app.add_typer(offers_app, name="offers")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(quality_app, name="quality")
 app.add_typer(rules_app, name="rules")
@@ -47,6 +49,7 @@ app.command("decide")(decide_command)
 app.command("explain")(explain_command)
 app.command("simulate")(simulate_command)
 app.command("worker")(worker_command)
+app.command("demo-birth")(demo_birth_command)
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(retention_app, name="retention")

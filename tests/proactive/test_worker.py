@@ -85,6 +85,19 @@ def test_a_birth_in_a_poor_family_ends_as_an_offer(decided: Engine) -> None:
     child = events[0]["subject_iin"]
     assert _count(decided, f"SELECT count(*) FROM fact_population WHERE iin = '{child}'") == 1
     assert _count(decided, f"SELECT count(*) FROM fact_household WHERE iin = '{child}'") == 1
+    # the offer is in the outbox, and the metrics show the pipeline
+    from fastapi.testclient import TestClient
+
+    from qamqor.web.app import create_app
+
+    assert _count(decided, "SELECT count(*) FROM proactive_notification") >= 1
+    metrics = TestClient(create_app()).get("/metrics")
+    assert metrics.status_code == 200
+    body = metrics.text
+    assert "qamqor_inbox_pending_events 0" in body
+    assert 'qamqor_inbox_events{status="done"} 2' in body
+    assert f"qamqor_event_to_offer_latency_seconds_count {len(offers)}" in body
+    assert 'qamqor_event_to_offer_latency_seconds{quantile="0.99"}' in body
     # again: nothing new, and the same events pushed again are duplicates
     assert run_once(decided).offers == 0
     _push(events)

@@ -158,6 +158,8 @@ RULES: tuple[Rule, ...] = (
         "national",
         ("program_officer", "analyst", "dq_steward", "auditor", "admin"),
     ),
+    # operations: the Prometheus metrics are counts only
+    *_rules("ops.read_metrics", "public", ROLES),
     # rules: a simulation's totals are counts and sums; its list of changed households is not
     *_rules("rules.simulate", "national", ("program_officer", "analyst", "admin")),
     *_rules(
@@ -184,6 +186,15 @@ RULES: tuple[Rule, ...] = (
     Rule("admin", "accounts.manage", "national"),
     # merchants (the wallet's POS API)
     Rule("merchant_client", "wallet.charge", "merchant", legal_basis=BASIS_CONSENT),
+    # proactive offers: a citizen reads and answers the offers to their current households
+    # (the service checks membership per offer). Citizens' SMS replies come from the SMS
+    # gateway, a merchant client of its operator's BIN: of the machine kinds the one with the
+    # least reach (a BIN that is no wallet merchant can charge nothing, where a registry
+    # client could push events); the route admits only the client named
+    # qamqor.proactive.api.SMS_GATEWAY_CLIENT, not every merchant (docs/proactive.md).
+    Rule("citizen", "offers.read", "self", legal_basis=BASIS_SUBJECT),
+    Rule("citizen", "offers.respond", "self", legal_basis=BASIS_CONSENT),
+    Rule("merchant_client", "offers.sms_reply", "merchant", legal_basis=BASIS_CONSENT),
 )
 
 _BY_KEY: dict[tuple[str, str], Rule] = {}

@@ -56,3 +56,28 @@ def worker_command(
     )
     if not as_json:
         err.print(f"{done:,} events done")
+
+
+def demo_birth_command(
+    born: Annotated[
+        str, typer.Option(help="The child's birth date (before the reference date).")
+    ] = "2026-09-20",
+) -> None:
+    """Push the demo's scripted birth: a daughter born into a family just above the poverty
+    line (the civil registry's birth and the family map's new member); `qamqor worker --once`
+    then turns it into an offer."""
+    from qamqor.kit.db import session_scope
+    from qamqor.proactive.demo import birth_events
+    from qamqor.registry.events import accept_events
+
+    with session_scope() as session:
+        household, events = birth_events(session, dt.date.fromisoformat(born))
+        now = dt.datetime.now(dt.UTC)
+        for event in events:
+            source = event.pop("source")
+            (result,) = accept_events(session, source, [event], now)
+            err.print(
+                f"{source}: {event['type']} {event['event_id']} -> {result.status}",
+                highlight=False,
+            )
+    err.print(f"household {household}: a child born {born}; run `qamqor worker --once`")

@@ -10,6 +10,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from qamqor import __version__
 from qamqor.audit.api import router as audit_router
 from qamqor.kit.db import get_engine
+from qamqor.proactive.api import router as proactive_router
+from qamqor.proactive.metrics import router as metrics_router
 from qamqor.profiles.api import router as profiles_router
 from qamqor.quality.api import router as quality_router
 from qamqor.registry.api import router as registry_router
@@ -34,6 +36,8 @@ def create_app() -> FastAPI:
     app.include_router(profiles_router, prefix="/api/v1")
     app.include_router(quality_router, prefix="/api/v1")
     app.include_router(rules_router, prefix="/api/v1")
+    app.include_router(proactive_router, prefix="/api/v1")
+    app.include_router(metrics_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")
     def healthz() -> JSONResponse:

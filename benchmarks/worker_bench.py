@@ -1,0 +1,391 @@
+"""Proactive worker: sustained events per second and event -> offer latency.
+
+On a database with profiles built and decided (``qamqor profiles build``, ``qamqor decide``),
+a producer process pushes realistic registry events through the inbox service
+(``registry.events.accept_events``: validated and committed, as the API does) at a fixed rate,
+while ``--workers`` ``qamqor worker`` processes consume them. Measured:
+
+- sustained events/s: events done per second over the run, from the inbox's own timestamps
+  (first receipt to last ``done_at``);
+- event -> offer latency: ``offer.created_at - event_received_at`` for every offer the run
+  made (p50, p99, max);
+- the worker's own cycle phases (apply, profiles, decide, reconcile), from its JSON lines.
+
+The events: a wage reported for a member for the last month of the quarter (income registry),
+a job lost (employment registry: an open contract closed), and births (population + household:
+the child joins the family), in the proportions 60/20/20.
+
+    python benchmarks/worker_bench.py --database-url postgresql+psycopg://postgres@127.0.0.1/b1m \\
+        --events 20000 --rate 2000 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_events(count: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """(source, event) pairs for members of existing households, chosen at random."""
+    from sqlalchemy import text
+
+    from qamqor.kit.db import get_engine
+    from qamqor.registry.iin import make_iin
+
+    rng = random.Random(seed)
+    engine = get_engine()
+    with engine.connect() as conn:
+        members = conn.execute(
+            text(
+                "SELECT household_id, iin FROM fact_household WHERE member_to IS NULL "
+                f"ORDER BY random() LIMIT {count}"
+            )
+        ).all()
+        jobs = conn.execute(
+            text(
+                "SELECT source_record_id, iin, status, employer_bin, start_date FROM "
+                "fact_employment WHERE end_date IS NULL AND status = 'employed' "
+                f"ORDER BY random() LIMIT {count // 4 + 1}"
+            )
+        ).all()
+        payers = [
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT DISTINCT payer_bin FROM fact_income WHERE payer_bin IS NOT NULL "
+                    "LIMIT 1000"
+                )
+            ).all()
+        ]
+        people = (
+            {
+                r[0]: r
+                for r in conn.execute(
+                    text(
+                        "SELECT iin, last_name, region_code, settlement FROM fact_population "
+                        "WHERE iin IN ("
+                        + ",".join(f"'{m[1]}'" for m in members[: count // 4 + 1])
+                        + ")"
+                    )
+                ).all()
+            }
+            if members
+            else {}
+        )
+    events: list[tuple[str, dict[str, Any]]] = []
+    today = dt.date(2026, 11, 29)
+    occurred = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.UTC).isoformat()
+    serial = 0
+    n = 0
+    job_iter = iter(jobs)
+    while len(events) < count:
+        n += 1
+        household, iin = members[n % len(members)]
+        kind = rng.random()
+        if kind < 0.6:
+            events.append(
+                (
+                    "income",
+                    {
+                        "event_id": f"BENCH-INC-{seed}-{n}",
+                        "type": "income_reported",
+                        "subject_iin": iin,
+                        "occurred_at": occurred,
+                        "payload": {
+                            "record_id": f"BENCH-INC-{seed}-{n}",
+                            "iin": iin,
+                            "period": "2026-09",
+                            "income_type": "wage",
+                            "amount": f"{rng.randint(20_000, 400_000)}.00",
+                            "payer_bin": rng.choice(payers) if payers else "",
+                            "updated_on": today.isoformat(),
+                        },
+                    },
+                )
+            )
+        elif kind < 0.8:
+            job = next(job_iter, None)
+            if job is None:
+                continue
+            record, job_iin, status, employer, start = job
+            events.append(
+                (
+                    "employment",
+                    {
+                        "event_id": f"BENCH-JOB-{seed}-{n}",
+                        "type": "job_lost",
+                        "subject_iin": job_iin,
+                        "occurred_at": occurred,
+                        "payload": {
+                            "record_id": record,
+                            "iin": job_iin,
+                            "status": status,
+                            "employer_bin": employer or "",
+                            "start_date": str(start),
+                            "end_date": "2026-09-15",
+                            "updated_on": today.isoformat(),
+                        },
+                    },
+                )
+            )
+        else:
+            parent = people.get(iin)
+            if parent is None:
+                continue
+            born = dt.date(2026, 9, 1) + dt.timedelta(days=n % 28)
+            child = None
+            while child is None:
+                serial += 1
+                child = make_iin(born, "M", 5000 + serial % 5000)
+            events.append(
+                (
+                    "population",
+                    {
+                        "event_id": f"BENCH-BIRTH-{seed}-{n}",
+                        "type": "birth",
+                        "subject_iin": child,
+                        "occurred_at": occurred,
+                        "payload": {
+                            "record_id": f"BENCH-P-{seed}-{n}",
+                            "iin": child,
+                            "last_name": parent[1],
+                            "first_name": "Алихан",
+                            "birth_date": born.isoformat(),
+                            "sex": "M",
+                            "region_code": parent[2],
+                            "settlement": parent[3],
+                            "updated_on": born.isoformat(),
+                        },
+                    },
+                )
+            )
+            events.append(
+                (
+                    "household",
+                    {
+                        "event_id": f"BENCH-MOVEIN-{seed}-{n}",
+                        "type": "member_moved_in",
+                        "subject_iin": child,
+                        "occurred_at": occurred,
+                        "payload": {
+                            "record_id": f"BENCH-H-{seed}-{n}",
+                            "household_id": household,
+                            "iin": child,
+                            "relation": "child",
+                            "member_from": born.isoformat(),
+                            "updated_on": born.isoformat(),
+                        },
+                    },
+                )
+            )
+    return events[:count]
+
+
+def produce(count: int, rate: float, seed: int, chunk: int) -> dict[str, Any]:
+    """Push the events at ``rate`` per second in requests of ``chunk`` events per source."""
+    from collections import defaultdict
+
+    from qamqor.kit.db import session_scope
+    from qamqor.registry.events import accept_events
+
+    events = make_events(count, seed)
+    started = time.monotonic()
+    sent = 0
+    rejected = 0
+    for i in range(0, len(events), chunk):
+        part = events[i : i + chunk]
+        by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for source, event in part:
+            by_source[source].append(event)
+        with session_scope() as session:
+            now = dt.datetime.now(dt.UTC)
+            for source, group in by_source.items():
+                results = accept_events(session, source, group, now)
+                rejected += sum(1 for r in results if r.status == "rejected")
+        sent += len(part)
+        ahead = sent / rate - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+    return {"sent": sent, "rejected": rejected, "seconds": round(time.monotonic() - started, 2)}
+
+
+def measure(since: dt.datetime) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    from qamqor.kit.db import get_engine
+
+    engine = get_engine()
+    with engine.connect() as conn:
+        first, last, done = conn.execute(
+            text(
+                "SELECT min(received_at), max(done_at), count(*) FROM registry_event "
+                "WHERE received_at >= :since AND status IN ('done', 'superseded')"
+            ),
+            {"since": since},
+        ).one()
+        statuses = dict(
+            conn.execute(
+                text(
+                    "SELECT status, count(*) FROM registry_event WHERE received_at >= :since "
+                    "GROUP BY status"
+                ),
+                {"since": since},
+            ).all()
+        )
+        rows = conn.execute(
+            text(
+                "SELECT created_at, event_received_at FROM proactive_offer "
+                "WHERE event_received_at >= :since"
+            ),
+            {"since": since},
+        ).all()
+
+    def aware(value: Any) -> dt.datetime:
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+    latencies = sorted((aware(c) - aware(r)).total_seconds() for c, r in rows)
+    span = (aware(last) - aware(first)).total_seconds() if first and last else 0.0
+
+    def q(p: float) -> float | None:
+        if not latencies:
+            return None
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3)
+
+    return {
+        "events_done": int(done),
+        "statuses": statuses,
+        "span_seconds": round(span, 2),
+        "events_per_second": round(done / span, 1) if span else None,
+        "offers": len(latencies),
+        "latency_p50": q(0.5),
+        "latency_p99": q(0.99),
+        "latency_max": round(latencies[-1], 3) if latencies else None,
+        "latency_mean": round(statistics.mean(latencies), 3) if latencies else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=2_000.0)
+    parser.add_argument("--chunk", type=int, default=200, help="events per producer request")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1000, help="events per worker cycle")
+    parser.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
+    parser.add_argument("--label", default="")
+    parser.add_argument("--produce-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ["QAMQOR_DATABASE_URL"] = args.database_url
+    if args.produce_only:
+        print(json.dumps(produce(args.events, args.rate, args.seed, args.chunk)))
+        return
+    env = {**os.environ}
+    out = ROOT / "var" / "bench" / "worker"
+    out.mkdir(parents=True, exist_ok=True)
+    since = dt.datetime.now(dt.UTC)
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "qamqor",
+                "worker",
+                "--json",
+                "--batch",
+                str(args.batch),
+                "--poll-seconds",
+                "0.05",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=(out / f"worker-{i}.jsonl").open("w"),
+            stderr=(out / f"worker-{i}.err").open("w"),
+        )
+        for i in range(args.workers)
+    ]
+    time.sleep(2.0)  # the workers start
+    producer = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--database-url",
+            args.database_url,
+            "--produce-only",
+            "--events",
+            str(args.events),
+            "--rate",
+            str(args.rate),
+            "--chunk",
+            str(args.chunk),
+            "--seed",
+            str(args.seed),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    produced = json.loads(producer.stdout)
+    # wait until the inbox is drained
+    from qamqor.kit.db import get_engine
+    from qamqor.proactive.worker import pending_work
+
+    deadline = time.monotonic() + 1800
+    while pending_work(get_engine()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for worker in workers:
+        worker.terminate()
+        worker.wait(timeout=60)
+    result = measure(since)
+    cycles = []
+    for i in range(args.workers):
+        for line in (out / f"worker-{i}.jsonl").read_text().splitlines():
+            cycles.append(json.loads(line))
+    phases: dict[str, float] = {}
+    for cycle in cycles:
+        for k, v in cycle["phases"].items():
+            phases[k] = phases.get(k, 0.0) + v
+    report = {
+        "label": args.label,
+        "database": args.database_url.split(":", 1)[0],
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "events": args.events,
+        "rate": args.rate,
+        "workers": args.workers,
+        "batch": args.batch,
+        "producer": produced,
+        "cycles": len(cycles),
+        "mean_events_per_cycle": round(
+            statistics.mean(c["claimed"] for c in cycles if c["claimed"]), 1
+        )
+        if cycles
+        else None,
+        "phase_seconds_total": {k: round(v, 1) for k, v in phases.items()},
+        **result,
+    }
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    (results / f"worker-{stamp}.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
