@@ -5,6 +5,7 @@ points and started again loses no event and duplicates nothing."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
 import signal
@@ -247,3 +248,62 @@ def test_a_worker_killed_at_random_points_loses_nothing_and_doubles_nothing(
         assert session.scalar(select(func.count(Offer.id))) > 0
     # a worker run on what is left finds nothing to do
     assert run(decided, once=True) == 0
+
+
+def test_several_workers_share_the_inbox_on_postgresql(decided: Engine, tmp_path: Path) -> None:
+    if decided.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: one worker (docs/proactive.md)")
+    from qamqor.proactive import demo
+
+    pushed: list[dict[str, Any]] = []
+    with session_scope() as session:
+        rows = session.execute(
+            text("SELECT DISTINCT household_id FROM profile_head ORDER BY 1 DESC LIMIT 40")
+        ).all()
+    real = demo._candidate
+    try:
+        for i, (household,) in enumerate(rows):
+            demo._candidate = lambda _s, h=household: h  # type: ignore[assignment]
+            try:
+                with session_scope() as session:
+                    day = dt.date(2026, 9, 1) + dt.timedelta(days=i % 20)
+                    _, events = birth_events(session, day, serial_from=3000 + 10 * i)
+            except QamqorError:
+                continue
+            pushed += events
+    finally:
+        demo._candidate = real  # type: ignore[assignment]
+    _push(pushed)
+    env = {
+        **os.environ,
+        "QAMQOR_DATABASE_URL": _worker_url(decided),
+        "QAMQOR_VAR_DIR": str(tmp_path / "var"),
+    }
+    command = [sys.executable, "-m", "qamqor", "worker", "--once", "--json", "--batch", "4"]
+    workers = [
+        subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers)
+    claimed = [
+        sum(json.loads(line)["claimed"] for line in out.splitlines() if line.strip())
+        for out in outputs
+    ]
+    # both took part, and together they claimed every event exactly once
+    assert all(c > 0 for c in claimed), claimed
+    assert sum(claimed) == len(pushed)
+    with session_scope() as session:
+        statuses = dict(
+            session.execute(
+                select(RegistryEvent.status, func.count()).group_by(RegistryEvent.status)
+            ).all()
+        )
+        assert statuses == {"done": len(pushed)}
+        lines = session.execute(
+            text(
+                "SELECT f.line_no FROM fact_household f JOIN registry_batch b "
+                "ON b.id = f.batch_id WHERE b.format = 'event'"
+            )
+        ).all()
+        assert len(lines) == len({r[0] for r in lines}) == len(pushed) // 2

@@ -48,6 +48,7 @@ from qamqor.kit.errors import QamqorError
 from qamqor.privacy import fields
 from qamqor.privacy.households import head_of
 from qamqor.proactive.models import Entitlement, Notice, Offer
+from qamqor.proactive.offers import expire_due
 from qamqor.profiles.builder import build
 from qamqor.profiles.models import ProfileBuild
 from qamqor.registry.catalogue import get_source
@@ -77,6 +78,7 @@ class CycleReport:
     offers: int = 0
     notices: int = 0
     done: int = 0
+    expired: int = 0
     phases: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -456,6 +458,8 @@ def run_once(
     started = time.monotonic()
     mark = started
     day = as_of or reference_date(engine)
+    with Session(engine) as session, session.begin():
+        report.expired = expire_due(session, clock())  # the 72 hours are up
     applied = apply_pending(engine, limit, clock(), report, lease)
     taken = take_over(engine, clock(), limit, lease)
     report.taken_over = len(taken)
