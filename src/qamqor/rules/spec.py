@@ -116,21 +116,7 @@ class Program:
         """The parameter values (and population figures) this program uses on ``day``, as
         text so that decimals stay exact: ``{"mrp_tiyn": "432500", "x": {"value": ..,
         "regions": {code: ..}}}``."""
-        used: dict[str, Any] = {}
-        names = self.parameters_used()
-        for name in sorted(names & set(parameters)):
-            value = parameters[name].on(day)
-            if value.regions:
-                used[name] = {
-                    "value": str(value.value),
-                    "regions": {code: str(v) for code, v in value.regions},
-                }
-            else:
-                used[name] = str(value.value)
-        for name in sorted(names & set(POPULATION_FIGURES)):
-            if figures is not None and name in figures:
-                used[name] = str(figures[name])
-        return used
+        return values_on(self.parameters_used(), parameters, day, figures)
 
     def version(
         self,
@@ -140,6 +126,30 @@ class Program:
     ) -> str:
         """SHA-256 of the spec text and of the parameter values (and figures) it uses."""
         return version_of(self.text, self.values_used(parameters, day, figures))
+
+
+def values_on(
+    names: set[str],
+    parameters: Mapping[str, Parameter],
+    day: dt.date,
+    figures: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """The values of ``names`` in force on ``day`` (parameters, then population figures), as
+    text so that decimals stay exact; a per-region value as {"value": .., "regions": {..}}."""
+    used: dict[str, Any] = {}
+    for name in sorted(names & set(parameters)):
+        value = parameters[name].on(day)
+        if value.regions:
+            used[name] = {
+                "value": str(value.value),
+                "regions": {code: str(v) for code, v in value.regions},
+            }
+        else:
+            used[name] = str(value.value)
+    for name in sorted(names & set(POPULATION_FIGURES)):
+        if figures is not None and name in figures:
+            used[name] = str(figures[name])
+    return used
 
 
 def version_of(text: str, values: dict[str, Any]) -> str:

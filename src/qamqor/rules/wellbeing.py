@@ -43,6 +43,7 @@ from qamqor.rules.spec import (
     _LineLoader,
     load_parameters,
     parse_parameters,
+    values_on,
     version_of,
 )
 
@@ -123,21 +124,7 @@ class WellbeingSpec:
     ) -> dict[str, Any]:
         """As ``Program.values_used``: the values in force on ``day``, as text."""
         every = {**parameters, **self.parameters}
-        used: dict[str, Any] = {}
-        names = self.parameters_used()
-        for name in sorted(names & set(every)):
-            value = every[name].on(day)
-            if value.regions:
-                used[name] = {
-                    "value": str(value.value),
-                    "regions": {code: str(v) for code, v in value.regions},
-                }
-            else:
-                used[name] = str(value.value)
-        for name in sorted(names & set(POPULATION_FIGURES)):
-            if figures is not None and name in figures:
-                used[name] = str(figures[name])
-        return used
+        return values_on(self.parameters_used(), every, day, figures)
 
 
 # --- parsing and checking ----------------------------------------------------------------------
