@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 from importlib import resources
 from importlib.abc import Traversable
 from typing import Any
@@ -319,11 +320,14 @@ def _programs_dir() -> Traversable:
     return resources.files("qamqor").joinpath("programs")
 
 
+@cache
 def load_parameters() -> dict[str, Parameter]:
+    """The published parameters, read once per process (a new file needs a restart)."""
     text = _programs_dir().joinpath("parameters.yaml").read_text("utf-8")
     return parse_parameters(text, "programs/parameters.yaml")
 
 
+@cache
 def load_programs() -> dict[str, Program]:
     """Every published program; raises ``SpecError`` listing the problems of all of them."""
     parameters = load_parameters()

@@ -23,6 +23,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 from importlib import resources
 from itertools import pairwise
 from typing import Any
@@ -323,10 +324,17 @@ def parse_wellbeing(
 
 
 def load_wellbeing(parameters: dict[str, Parameter] | None = None) -> WellbeingSpec:
+    """The published levels (read once per process), or checked against ``parameters``."""
+    if parameters is None:
+        return _published()
     path = resources.files("qamqor").joinpath("programs", "wellbeing", "levels.yaml")
-    return parse_wellbeing(
-        path.read_text("utf-8"), parameters if parameters is not None else load_parameters()
-    )
+    return parse_wellbeing(path.read_text("utf-8"), parameters)
+
+
+@cache
+def _published() -> WellbeingSpec:
+    path = resources.files("qamqor").joinpath("programs", "wellbeing", "levels.yaml")
+    return parse_wellbeing(path.read_text("utf-8"), load_parameters())
 
 
 # --- binding -----------------------------------------------------------------------------------
