@@ -415,8 +415,7 @@ def main() -> None:
     }
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    (results / f"rules-{stamp}.json").write_text(json.dumps(result, indent=2))
+    (results / f"rules-{result['label']}.json").write_text(json.dumps(result, indent=2))
     text = report(result)
     (results / f"rules-{result['label']}.md").write_text(text + "\n")
     print(text if args.report else json.dumps(result, indent=2))
