@@ -214,6 +214,42 @@ def _rows(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _namesakes(connection: Connection, people: pa.Table, max_batch: int) -> pa.Table:
+    """Person records born the same day with the same last name as one of ``people``: what
+    the duplicate-person check compares them with (by birth date alone, a thousand households
+    drew half a million records, most of them strangers)."""
+    table = FACT_TABLES["population"]
+    schema = _schema("population")
+    columns = [table.c[name] for name in schema.names]
+    pairs = sorted(
+        {
+            (b, n)
+            for b, n in zip(
+                people.column("birth_date").to_pylist(),
+                people.column("last_name").to_pylist(),
+                strict=True,
+            )
+            if b is not None and n is not None
+        }
+    )
+    wanted = set(pairs)
+    birth = schema.names.index("birth_date")
+    last = schema.names.index("last_name")
+    found: list[tuple[object, ...]] = []
+    for i in range(0, len(pairs), _CHUNK):
+        chunk = pairs[i : i + _CHUNK]
+        # both columns as IN lists walk the (birth_date, last_name) index; the cross product
+        # they allow is cut back to the pairs here
+        query = select(*columns).where(
+            table.c.birth_date.in_(sorted({b for b, _ in chunk})),
+            table.c.last_name.in_(sorted({n for _, n in chunk})),
+            table.c.batch_id <= max_batch,
+        )
+        found.extend(tuple(r) for r in connection.execute(query) if (r[birth], r[last]) in wanted)
+    arrays = [pa.array([r[i] for r in found], type=field.type) for i, field in enumerate(schema)]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 def load_households(
     con: duckdb.DuckDBPyConnection,
     connection: Connection,
@@ -233,10 +269,8 @@ def load_households(
         if source != "household":
             tables[source] = _rows(connection, source, "iin", iins, max_batch)
     people = tables["population"]
-    births = pc.unique(people.column("birth_date")).to_pylist()
-    if births:
-        namesakes = _rows(connection, "population", "birth_date", births, max_batch)
-        tables["population"] = pa.concat_tables([people, namesakes])
+    if people.num_rows:
+        tables["population"] = pa.concat_tables([people, _namesakes(connection, people, max_batch)])
     counts = {}
     for source, table in tables.items():
         _create(con, source)

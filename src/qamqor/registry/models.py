@@ -100,9 +100,10 @@ class PopulationFact(_Provenance, Base):
     __tablename__ = "fact_population"
     __table_args__ = (
         Index("ix_fact_population_iin", "iin"),
+        Index("ix_fact_population_source_record_id", "source_record_id"),
         Index("ix_fact_population_batch_id", "batch_id"),
         # a micro-batch profile reads the namesakes born the same day (duplicate-person check)
-        Index("ix_fact_population_birth_date", "birth_date"),
+        Index("ix_fact_population_birth_date_last_name", "birth_date", "last_name"),
     )
 
     id: Mapped[int] = _pk()
@@ -121,6 +122,7 @@ class HouseholdFact(_Provenance, Base):
     __tablename__ = "fact_household"
     __table_args__ = (
         Index("ix_fact_household_iin", "iin"),
+        Index("ix_fact_household_source_record_id", "source_record_id"),
         Index("ix_fact_household_household_id", "household_id"),
         Index("ix_fact_household_batch_id", "batch_id"),
     )
@@ -137,6 +139,7 @@ class IncomeFact(_Provenance, Base):
     __tablename__ = "fact_income"
     __table_args__ = (
         Index("ix_fact_income_iin", "iin"),
+        Index("ix_fact_income_source_record_id", "source_record_id"),
         Index("ix_fact_income_batch_id", "batch_id"),
     )
 
@@ -152,6 +155,7 @@ class EmploymentFact(_Provenance, Base):
     __tablename__ = "fact_employment"
     __table_args__ = (
         Index("ix_fact_employment_iin", "iin"),
+        Index("ix_fact_employment_source_record_id", "source_record_id"),
         Index("ix_fact_employment_batch_id", "batch_id"),
     )
 
@@ -167,6 +171,7 @@ class PropertyFact(_Provenance, Base):
     __tablename__ = "fact_property"
     __table_args__ = (
         Index("ix_fact_property_iin", "iin"),
+        Index("ix_fact_property_source_record_id", "source_record_id"),
         Index("ix_fact_property_batch_id", "batch_id"),
     )
 
@@ -184,6 +189,7 @@ class DisabilityFact(_Provenance, Base):
     __tablename__ = "fact_disability"
     __table_args__ = (
         Index("ix_fact_disability_iin", "iin"),
+        Index("ix_fact_disability_source_record_id", "source_record_id"),
         Index("ix_fact_disability_batch_id", "batch_id"),
     )
 
@@ -200,6 +206,7 @@ class FinanceFact(_Provenance, Base):
     __tablename__ = "fact_finance"
     __table_args__ = (
         Index("ix_fact_finance_iin", "iin"),
+        Index("ix_fact_finance_source_record_id", "source_record_id"),
         Index("ix_fact_finance_batch_id", "batch_id"),
     )
 
