@@ -382,8 +382,7 @@ def main() -> None:
     }
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    (results / f"worker-{stamp}.json").write_text(json.dumps(report, indent=2))
+    (results / f"worker-{args.label or 'run'}.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
 
