@@ -7,10 +7,16 @@ would take hours.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import duckdb
 import pyarrow as pa
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from qamqor.kit.columnar import read_batches
+from qamqor.kit.db import Base
 from qamqor.registry.loading import bulk_insert
 
 BATCH_ROWS = 50_000
@@ -35,3 +41,37 @@ def arrow_batches(con: duckdb.DuckDBPyConnection, query: str) -> pa.RecordBatchR
     # DuckDB 2 renamed fetch_arrow_reader to to_arrow_reader.
     to_reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
     return to_reader(BATCH_ROWS)
+
+
+def copy_into(
+    con: duckdb.DuckDBPyConnection,
+    target: str,
+    connection: Connection,
+    model: type[Base],
+    columns: Sequence[str],
+    key: str | None = None,
+    keys: Sequence[Any] | None = None,
+) -> None:
+    """Rows of ``model``'s table into the DuckDB table ``target`` (made by the caller,
+    ``columns`` in its order): all of them in bulk as Arrow, or those whose ``key`` is one of
+    ``keys`` by indexed lookups, 500 keys a query."""
+    if keys is None:
+        batches: Iterable[pa.RecordBatch] = read_batches(
+            connection.engine, f"SELECT {', '.join(columns)} FROM {model.__tablename__}"
+        )
+    else:
+        assert key is not None
+        rows: list[Any] = []
+        table = model.__table__
+        selected = [table.c[c] for c in columns]
+        for i in range(0, len(keys), 500):
+            rows.extend(
+                connection.execute(select(*selected).where(table.c[key].in_(keys[i : i + 500])))
+            )
+        if not rows:
+            return
+        batches = pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)}).to_batches()
+    for batch in batches:
+        con.register("incoming", batch)
+        con.execute(f"INSERT INTO {target} SELECT * FROM incoming")
+        con.unregister("incoming")

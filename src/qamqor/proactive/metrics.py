@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from qamqor.kit.db import session_scope
 from qamqor.proactive.models import Notification, Offer
+from qamqor.registry.events import oldest_pending_age_seconds
 from qamqor.registry.models import RegistryEvent
 from qamqor.web.auth import Caller, authorize
 
@@ -54,12 +55,7 @@ def render(session: Session, now: dt.datetime) -> str:
             select(RegistryEvent.status, func.count()).group_by(RegistryEvent.status)
         ).all()
     )
-    oldest = session.execute(
-        select(func.min(RegistryEvent.received_at)).where(RegistryEvent.status == "pending")
-    ).scalar_one()
-    if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=dt.UTC)
-    age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    age = oldest_pending_age_seconds(session, now)
     offers = dict(session.execute(select(Offer.status, func.count()).group_by(Offer.status)).all())
     outbox = dict(
         session.execute(

@@ -316,6 +316,29 @@ def _end_of_next_month(day: dt.date) -> dt.date:
     return (first_next + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
 
 
+def _notice(
+    head: DecisionHead,
+    entitlement: Entitlement,
+    kind: str,
+    effective_on: dt.date,
+    amount_after: int | None,
+    now: dt.datetime,
+) -> Notice:
+    """A notice about ``head``'s decision to the household paid by ``entitlement``."""
+    return Notice(
+        household_id=head.household_id,
+        program_id=head.program_id,
+        decision_id=head.decision_id,
+        entitlement_id=entitlement.id,
+        kind=kind,
+        amount_before_tiyn=entitlement.amount_tiyn,
+        amount_after_tiyn=amount_after,
+        effective_on=effective_on,
+        appeal_until=now.date() + dt.timedelta(days=APPEAL_DAYS),
+        created_at=now,
+    )
+
+
 def reconcile(
     session: Session, households: dict[str, dt.datetime], now: dt.datetime
 ) -> tuple[list[Offer], list[Notice]]:
@@ -379,18 +402,10 @@ def reconcile(
             elif head.decision_id not in noticed and (
                 entitlement.amount_tiyn != head.amount_tiyn or entitlement.status == "ending"
             ):
+                first_of_next = (today.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
                 notices.append(
-                    Notice(
-                        household_id=head.household_id,
-                        program_id=head.program_id,
-                        decision_id=head.decision_id,
-                        entitlement_id=entitlement.id,
-                        kind="amount_changed",
-                        amount_before_tiyn=entitlement.amount_tiyn,
-                        amount_after_tiyn=head.amount_tiyn,
-                        effective_on=(today.replace(day=1) + dt.timedelta(days=32)).replace(day=1),
-                        appeal_until=today + dt.timedelta(days=APPEAL_DAYS),
-                        created_at=now,
+                    _notice(
+                        head, entitlement, "amount_changed", first_of_next, head.amount_tiyn, now
                     )
                 )
                 entitlement.amount_tiyn = int(head.amount_tiyn or 0)
@@ -405,20 +420,7 @@ def reconcile(
                 and head.decision_id not in noticed
             ):
                 effective = _end_of_next_month(today)
-                notices.append(
-                    Notice(
-                        household_id=head.household_id,
-                        program_id=head.program_id,
-                        decision_id=head.decision_id,
-                        entitlement_id=entitlement.id,
-                        kind="eligibility_lost",
-                        amount_before_tiyn=entitlement.amount_tiyn,
-                        amount_after_tiyn=None,
-                        effective_on=effective,
-                        appeal_until=today + dt.timedelta(days=APPEAL_DAYS),
-                        created_at=now,
-                    )
-                )
+                notices.append(_notice(head, entitlement, "eligibility_lost", effective, None, now))
                 entitlement.status = "ending"
                 entitlement.period_end = effective
         # needs_review: nothing changes until a case worker has looked

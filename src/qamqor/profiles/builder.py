@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
-import pyarrow as pa
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Connection, Engine
 
-from qamqor.kit.columnar import read_batches
-from qamqor.kit.staging import arrow_batches, stage
+from qamqor.kit.staging import arrow_batches, copy_into, stage
 from qamqor.profiles.catalogue import compile_features, parameter_values
 from qamqor.profiles.models import ProfileBuild, ProfileHead
 from qamqor.profiles.relations import run_values
@@ -239,34 +236,12 @@ def _load_heads(connection: Connection, snapshot: Snapshot) -> None:
         "CREATE OR REPLACE TEMP TABLE head "
         "(household_id VARCHAR, version INTEGER, content_sha256 VARCHAR)"
     )
-    columns = "household_id, version, content_sha256"
-    if snapshot.households is None:
-        batches: Iterator[pa.RecordBatch] = read_batches(
-            connection.engine, f"SELECT {columns} FROM profile_head"
-        )
-    else:
-        rows: list[Any] = []
-        for i in range(0, len(snapshot.households), 500):
-            rows.extend(
-                connection.execute(
-                    select(
-                        ProfileHead.household_id, ProfileHead.version, ProfileHead.content_sha256
-                    ).where(ProfileHead.household_id.in_(snapshot.households[i : i + 500]))
-                ).all()
-            )
-        names = ["household_id", "version", "content_sha256"]
-        table = pa.table(
-            {n: [r[i] for r in rows] for i, n in enumerate(names)},
-            schema=pa.schema(
-                [
-                    ("household_id", pa.string()),
-                    ("version", pa.int32()),
-                    ("content_sha256", pa.string()),
-                ]
-            ),
-        )
-        batches = iter(table.to_batches())
-    for batch in batches:
-        con.register("incoming", batch)
-        con.execute("INSERT INTO head SELECT * FROM incoming")
-        con.unregister("incoming")
+    copy_into(
+        con,
+        "head",
+        connection,
+        ProfileHead,
+        ["household_id", "version", "content_sha256"],
+        "household_id",
+        snapshot.households,
+    )

@@ -155,7 +155,7 @@ def thresholds(program: Program, catalogue: Catalogue) -> list[Threshold]:
     out: list[Threshold] = []
     features = set(catalogue.features)
     for criterion in program.criteria:
-        for conjunct in _conjuncts(criterion.tree):
+        for conjunct in conjuncts(criterion.tree):
             op = COMPARISONS.get(type(conjunct))
             if op is None:
                 continue
@@ -167,12 +167,13 @@ def thresholds(program: Program, catalogue: Catalogue) -> list[Threshold]:
     return out
 
 
-def _conjuncts(tree: exp.Expression) -> list[exp.Expression]:
+def conjuncts(tree: exp.Expression) -> list[exp.Expression]:
+    """The parts of a top-level AND (parentheses looked through); else the condition itself."""
     node = tree
     while isinstance(node, exp.Paren):
         node = node.this
     if isinstance(node, exp.And):
-        return _conjuncts(node.this) + _conjuncts(node.expression)
+        return conjuncts(node.this) + conjuncts(node.expression)
     return [node]
 
 

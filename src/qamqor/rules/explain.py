@@ -243,15 +243,6 @@ def _evaluate(node: exp.Expression, env: Mapping[str, Any]) -> Any:
     raise _Unknowable(type(node).__name__)
 
 
-def _conjuncts(tree: exp.Expression) -> list[exp.Expression]:
-    node = tree
-    while isinstance(node, exp.Paren):
-        node = node.this
-    if isinstance(node, exp.And):
-        return [*_conjuncts(node.this), *_conjuncts(node.expression)]
-    return [node]
-
-
 def _inline_name(feature: Feature, lang: str) -> str:
     """A feature's name inside a sentence: lower-cased in English ("per-capita income"),
     quoted in Russian and Kazakh, where case endings would otherwise have to agree."""
@@ -356,7 +347,7 @@ def _criterion(context: _Context, index: int, criterion: Criterion) -> dict[str,
     lang = context.lang
     result = context.results[index]
     thresholds = []
-    for conjunct in _conjuncts(criterion.tree):
+    for conjunct in rules_engine.conjuncts(criterion.tree):
         if id(conjunct) not in context.thresholds:
             continue
         found, value = context.thresholds[id(conjunct)]
@@ -384,7 +375,7 @@ def _counterfactual(context: _Context, index: int, criterion: Criterion) -> str 
     """What would meet a failed criterion, when the only failing parts are thresholds and
     every other part is known to hold; None when the explanation cannot be sure."""
     failing: list[tuple[str, str, Any]] = []
-    for conjunct in _conjuncts(criterion.tree):
+    for conjunct in rules_engine.conjuncts(criterion.tree):
         if id(conjunct) in context.thresholds:
             found, value = context.thresholds[id(conjunct)]
             holds = _compare(found.op, context.effective.get(found.feature), value)

@@ -171,10 +171,9 @@ def load_input(
 ) -> int:
     """Fill ``table`` with the current profiles (of ``households``; or the given versions)."""
     create_input(con, catalogue, features, table)
-    with Session(engine) as session:
-        orders = {
-            b.id: list(b.feature_names) for b in session.execute(select(ProfileBuild)).scalars()
-        }
+    # each build's order of the values, read for the builds the rows come from (a worker makes
+    # a build per cycle: reading them all would grow with every cycle)
+    orders: dict[int, list[str]] = {}
     contest = (
         _contested(engine, households)
         if contested
@@ -197,8 +196,19 @@ def load_input(
     con.unregister("contest_in")
     for batch in _raw_rows(engine, households, version_ids):
         con.register("raw_profile", batch)
-        for build_id in con.execute("SELECT DISTINCT build_id FROM raw_profile").fetchall():
-            order = orders[build_id[0]]
+        builds = [r[0] for r in con.execute("SELECT DISTINCT build_id FROM raw_profile").fetchall()]
+        missing = [b for b in builds if b not in orders]
+        if missing:
+            with Session(engine) as session:
+                orders.update(
+                    session.execute(
+                        select(ProfileBuild.id, ProfileBuild.feature_names).where(
+                            ProfileBuild.id.in_(missing)
+                        )
+                    ).all()
+                )
+        for build_id in builds:
+            order = orders[build_id]
             values = []
             for name in features:
                 sql_type = SQL_TYPES[catalogue.features[name].unit]
@@ -220,7 +230,7 @@ def load_input(
                        coalesce(json_keys(h.holds), []){"".join(", " + v for v in values)}
                 FROM raw_profile r LEFT JOIN contest c USING (household_id),
                      LATERAL (SELECT {holds} AS holds) h
-                WHERE r.build_id = {int(build_id[0])}
+                WHERE r.build_id = {int(build_id)}
                 """
             )
         con.unregister("raw_profile")

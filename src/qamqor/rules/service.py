@@ -26,11 +26,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from qamqor.kit import sqlcheck
-from qamqor.kit.columnar import read_batches
 from qamqor.kit.duck import compute_engine, lock_down
 from qamqor.kit.errors import NotFoundError, QamqorError
 from qamqor.kit.i18n import normalise_language
-from qamqor.kit.staging import arrow_batches
+from qamqor.kit.staging import arrow_batches, copy_into
 from qamqor.profiles.catalogue import Catalogue, load_catalogue
 from qamqor.registry.loading import bulk_insert
 from qamqor.rules import engine as rules_engine
@@ -348,34 +347,19 @@ def _load_heads(connection: Connection, con: duckdb.DuckDBPyConnection, scope: s
         "CREATE OR REPLACE TEMP TABLE dhead "
         "(household_id VARCHAR, program_id VARCHAR, content_sha256 VARCHAR)"
     )
-    columns = "household_id, program_id, content_sha256"
-    if scope == "all":
-        for batch in read_batches(connection.engine, f"SELECT {columns} FROM decision_head"):
-            con.register("incoming", batch)
-            con.execute("INSERT INTO dhead SELECT * FROM incoming")
-            con.unregister("incoming")
-        return
-    households = [r[0] for r in con.execute("SELECT household_id FROM profile_input").fetchall()]
-    rows: list[Any] = []
-    for i in range(0, len(households), 500):
-        rows.extend(
-            connection.execute(
-                select(
-                    DecisionHead.household_id, DecisionHead.program_id, DecisionHead.content_sha256
-                ).where(DecisionHead.household_id.in_(households[i : i + 500]))
-            ).all()
-        )
-    if rows:
-        table = pa.table(
-            {
-                "household_id": [r[0] for r in rows],
-                "program_id": [r[1] for r in rows],
-                "content_sha256": [r[2] for r in rows],
-            }
-        )
-        con.register("incoming", table)
-        con.execute("INSERT INTO dhead SELECT * FROM incoming")
-        con.unregister("incoming")
+    households = None
+    if scope != "all":
+        rows = con.execute("SELECT household_id FROM profile_input").fetchall()
+        households = [r[0] for r in rows]
+    copy_into(
+        con,
+        "dhead",
+        connection,
+        DecisionHead,
+        ["household_id", "program_id", "content_sha256"],
+        "household_id",
+        households,
+    )
 
 
 # --- replay ----------------------------------------------------------------------------------
@@ -406,11 +390,12 @@ def replay(engine: Engine, decision_id: int) -> Replay:
             f"program version {decision.program_version[:12]} does not rebuild from its stored "
             "text and parameters"
         )
-    contested = [
-        h["f"]
+    # the values the citizen contested then, with the reasons they were held for
+    reasons = {
+        h["f"]: h["why"]
         for h in json.loads(decision.detail)["held"]
         if any(str(w).startswith("contested:") for w in h["why"])
-    ]
+    }
     with compute_engine("replay") as con:
         load_input(
             con,
@@ -420,14 +405,11 @@ def replay(engine: Engine, decision_id: int) -> Replay:
             version_ids=[decision.profile_version_id],
             contested=False,
         )
-        if contested:
-            reasons = {
-                h["f"]: h["why"] for h in json.loads(decision.detail)["held"] if h["f"] in contested
-            }
+        if reasons:
             con.execute(
                 "UPDATE profile_input SET holds = json_merge_patch(holds, ?::JSON), "
                 "held = list_distinct(list_concat(held, ?))",
-                [json.dumps(reasons), contested],
+                [json.dumps(reasons), list(reasons)],
             )
         lock_down(con)
         rules_engine.evaluate(con, [bound], catalogue)
