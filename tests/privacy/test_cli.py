@@ -45,9 +45,14 @@ def test_create_accounts_and_list_them(engine: Engine) -> None:
     token = client.output.split("SHA-256): ", 1)[1].split()[0]
     me = TestClient(create_app()).get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert me.json()["role"] == "merchant_client" and me.json()["bin"] == BIN
+    gateway = runner.invoke(app, ["accounts", "create-client", "sms-gateway", "--gateway"])
+    assert gateway.exit_code == 0 and "gateway_client sms-gateway created" in gateway.output
+    both = runner.invoke(app, ["accounts", "create-client", "x", "--gateway", "--bin", BIN])
+    assert both.exit_code == 1 and "exactly one of" in both.output
     listing = runner.invoke(app, ["accounts", "list", "--json"])
     logins = {a["login"]: a for a in json.loads(listing.output)}
-    assert set(logins) == {"a.nurlanova", valid_iin(900), "shop"}
+    assert set(logins) == {"a.nurlanova", valid_iin(900), "shop", "sms-gateway"}
+    assert logins["sms-gateway"]["kind"] == "gateway_client"
     assert logins["a.nurlanova"]["regions"] == "75"
     assert token not in listing.output
     assert "Accounts" in runner.invoke(app, ["accounts", "list"]).output
@@ -85,8 +90,10 @@ def test_seed_demo_uses_a_real_household_member_and_every_role(engine: Engine) -
         "admin",
         "registry_client",
         "merchant_client",
+        "gateway_client",
     }
     assert accounts["citizen"]["login"] == head
+    assert accounts["gateway_client"]["scope"] == "SMS replies"
     assert accounts["social_worker"]["scope"] == "region 19"
     client = TestClient(create_app())
     signed_in = client.post(

@@ -151,7 +151,14 @@ def test_client_tokens_are_bound_and_shown_once(engine: Engine) -> None:
         _, merchant_token = identities.create_client(
             session, name="pharmacy-1", display_name="Аптека", bin=BIN
         )
+        gateway, gateway_token = identities.create_client(
+            session, name="sms-gateway", display_name="SMS", gateway=True
+        )
+        assert (gateway.kind, gateway.source, gateway.bin) == ("gateway_client", None, None)
     with session_scope() as session:
+        relay = identities.resolve_token(session, gateway_token, ("client",))
+        assert relay is not None and relay.role == relay.kind == "gateway_client"
+        assert (relay.source, relay.bin, relay.regions) == (None, None, ())
         found = identities.resolve_token(session, token, ("client",))
         assert found is not None and found.role == "registry_client"
         assert found.source == "household"
@@ -163,6 +170,9 @@ def test_client_tokens_are_bound_and_shown_once(engine: Engine) -> None:
         identities.create_client(session, name="x", display_name="x", source="nope")
     with session_scope() as session, pytest.raises(AccountError):
         identities.create_client(session, name="y", display_name="y", bin="123456789012")
+    for binding in ({}, {"bin": BIN, "gateway": True}, {"source": "household", "bin": BIN}):
+        with session_scope() as session, pytest.raises(AccountError, match="exactly one of"):
+            identities.create_client(session, name="z", display_name="z", **binding)  # type: ignore[arg-type]
 
 
 def test_account_checks(engine: Engine) -> None:

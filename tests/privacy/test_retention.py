@@ -23,11 +23,13 @@ from qamqor.privacy import fields, keyring, retention
 from qamqor.privacy.retention import Period, RetentionPolicyError, salted_hash
 from qamqor.registry.ingest import ingest_file
 from qamqor.registry.models import (
+    RAW_SEALED,
     Batch,
     DisabilityFact,
     HouseholdFact,
     IncomeFact,
     PopulationFact,
+    RegistryEvent,
     Rejection,
 )
 from tests.privacy.test_fields import disability_rows, write_disability
@@ -62,6 +64,8 @@ def test_the_built_in_policy_loads_with_bases_in_three_languages() -> None:
         "old_income",
         "access_records",
         "access_audit_entries",
+        "event_payloads",
+        "failed_event_payloads",
     ]
     for category in policy.categories:
         assert all(len(category.basis[lang]) > 40 for lang in ("ru", "kk", "en"))
@@ -78,6 +82,10 @@ def test_the_built_in_policy_loads_with_bases_in_three_languages() -> None:
         ({"columns": {"no_such_column": "hash"}}, "no column no_such_column"),
         ({"table": "no_such_table"}, "no table"),
         ({"basis": {"en": "x"}}, "ru, kk and en"),
+        ({"where": {"no_such_column": ["x"]}}, "no column no_such_column"),
+        ({"where": {"income_type": []}}, "non-empty list"),
+        ({"columns": {"payer_bin": "empty"}}, "may be NULL: null it rather than empty it"),
+        ({"columns": {"iin": "null"}}, "NOT NULL: it cannot become null"),
         (
             {
                 "table": "fact_disability",
@@ -253,6 +261,8 @@ def test_a_dry_run_counts_and_changes_nothing(engine: Engine, population: dict[s
         "old_income": 2,
         "access_records": 1,
         "access_audit_entries": 1,
+        "event_payloads": 0,
+        "failed_event_payloads": 0,
     }
     # Categories overlap: the run takes the dead person's 2019 income as deceased_persons
     # first, so old_income has one row left; a dry run counts every category on its own.
@@ -341,6 +351,8 @@ def test_what_is_past_its_period_is_anonymised_and_the_rest_untouched(
         "old_income": (1, 1),
         "access_records": (1, 2),
         "access_audit_entries": (1, 1),
+        "event_payloads": (0, 0),
+        "failed_event_payloads": (0, 0),
     }
     # the summary's hash is over the removed values, framed as documented
     (old_raw,) = [r for r in before["registry_rejection"] if r[0] == old.id]
@@ -404,3 +416,91 @@ def test_retention_commands(engine: Engine, population: dict[str, Any]) -> None:
 
     wrong = runner.invoke(app, ["retention", "run", "--as-of", "29.11.2026"])
     assert wrong.exit_code != 0
+
+
+# --- the change-event inbox -----------------------------------------------------------------
+
+
+def _inbox_row(
+    event_id: str, status: str, received: dt.datetime, iin: str, *, sealed: bool = False
+) -> dict[str, Any]:
+    payload = json.dumps({"iin": iin, "record_id": f"POP-{event_id}", "last_name": "Ахметов"})
+    row: dict[str, Any] = {
+        "source": "disability" if sealed else "population",
+        "event_id": event_id,
+        "type": "disability_assigned" if sealed else "birth",
+        "subject_iin": iin,
+        "occurred_at": received - dt.timedelta(hours=1),
+        "received_at": received,
+        "payload": RAW_SEALED if sealed else payload,
+        "payload_sealed": None,
+        "content_sha256": hashlib.sha256(f"{event_id}{payload}".encode()).hexdigest(),
+        "status": status,
+        "attempts": 0 if status == "pending" else 1,
+        "applied_at": None if status in ("pending", "failed") else received,
+        "error": "check_digit:iin" if status == "failed" else None,
+        "done_at": received if status == "done" else None,
+    }
+    if sealed:
+        row["payload_sealed"] = fields.encrypt(
+            payload, table="registry_event", column="payload_sealed", row=(row["source"], event_id)
+        )
+    return row
+
+
+def test_processed_event_payloads_are_cleared_after_90_days_failed_after_a_year(
+    engine: Engine,
+) -> None:
+    """Done and superseded events lose payload and IIN 90 days after they came in, failed ones
+    after a year, pending ones never; ids, types, statuses, times and counts stay."""
+    iin = population_rows(1)[0]["iin"]
+    old = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)  # 120 days before AS_OF
+    recent = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)  # 59 days before
+    ancient = dt.datetime(2025, 10, 1, tzinfo=dt.UTC)  # 424 days before
+    rows = [
+        _inbox_row("E-DONE-OLD", "done", old, iin),
+        _inbox_row("E-SEALED-OLD", "done", old, iin, sealed=True),
+        _inbox_row("E-SUPERSEDED-OLD", "superseded", old, iin),
+        _inbox_row("E-DONE-NEW", "done", recent, iin),
+        _inbox_row("E-FAILED-OLD", "failed", old, iin),  # inside its year
+        _inbox_row("E-FAILED-ANCIENT", "failed", ancient, iin),
+        _inbox_row("E-PENDING-OLD", "pending", old, iin),  # not processed: never touched
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(RegistryEvent), rows)
+    before = {r[2]: r for r in snapshot(engine)["registry_event"]}
+
+    counted = _run(engine, dry_run=True)
+    assert counted.categories["event_payloads"].rows == 3
+    assert counted.categories["failed_event_payloads"].rows == 1
+
+    report = _run(engine)
+
+    salt = keyring.load().pseudonym_salt
+    hashed = salted_hash("subject_iin", iin, 12, salt)
+    with session_scope(engine) as session:
+        found = {e.event_id: e for e in session.scalars(select(RegistryEvent))}
+        cleared = ("E-DONE-OLD", "E-SEALED-OLD", "E-SUPERSEDED-OLD", "E-FAILED-ANCIENT")
+        for event_id in cleared:
+            event = found[event_id]
+            assert (event.payload, event.payload_sealed, event.subject_iin) == ("", None, hashed)
+        for event_id in ("E-DONE-NEW", "E-FAILED-OLD", "E-PENDING-OLD"):
+            event = found[event_id]
+            assert event.subject_iin == iin and iin in event.payload
+        assert fields.reveal(found["E-SEALED-OLD"], "payload_sealed") is None
+        kept = ("id", "source", "event_id", "type", "occurred_at", "received_at", "status")
+        kept += ("attempts", "applied_at", "error", "done_at", "content_sha256")
+        for event_id, event in found.items():
+            row = before[event_id]
+            columns = [c.name for c in RegistryEvent.__table__.columns]
+            assert {k: getattr(event, k) for k in kept} == {k: row[columns.index(k)] for k in kept}
+    assert report.categories["event_payloads"].rows == 3
+    # done, superseded: payload and IIN; the sealed one: placeholder, ciphertext and IIN
+    assert report.categories["event_payloads"].values == 2 + 2 + 3
+    assert (
+        report.categories["failed_event_payloads"].rows,
+        report.categories["failed_event_payloads"].values,
+    ) == (1, 2)
+    assert _run(engine).rows == 0  # a second run finds nothing left
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM registry_event")).scalar_one() == 7

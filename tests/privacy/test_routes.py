@@ -3,7 +3,7 @@
 The walk covers every route of ``create_app()`` (new routes join it automatically) for the
 anonymous, a citizen of the household, a citizen of another household (changing the id in the
 URL), every officer role in the household's region and — for regional roles — in another
-region, a registry client and a merchant client.
+region, a registry client, a merchant client and the SMS gateway's client.
 """
 
 from __future__ import annotations
@@ -111,6 +111,10 @@ def world(engine: Engine) -> Iterator[dict[str, Any]]:
         )
         merchant, _ = identities.create_client(session, name="walk-shop", display_name="m", bin=BIN)
         whos.append(Who("merchant_client", "merchant_client", merchant.id, "client"))
+        gateway, _ = identities.create_client(
+            session, name="walk-gateway", display_name="g", gateway=True
+        )
+        whos.append(Who("gateway_client", "gateway_client", gateway.id, "client"))
         own_batch = add_batch(session, "household").id
         foreign_batch = add_batch(session, "income").id
     yield {"whos": whos, "member": member, "own_batch": own_batch, "foreign_batch": foreign_batch}

@@ -27,7 +27,7 @@ from qamqor.kit.i18n import LANGUAGES, translate
 from qamqor.privacy import identities
 from qamqor.privacy.models import Consent
 from qamqor.proactive import notify, offers
-from qamqor.proactive.api import SMS_GATEWAY_CLIENT, router
+from qamqor.proactive.api import router
 from qamqor.proactive.cli import offers_app
 from qamqor.proactive.models import Entitlement, Notice, Notification, Offer
 from qamqor.rules.spec import load_programs
@@ -590,10 +590,22 @@ def api(world: World, fast_hashing: None) -> Iterator[dict[str, str]]:
         _, head = make_citizen(session, world.head)
         _, outsider = make_citizen(session, world.outsider)
         _, gateway = identities.create_client(
-            session, name=SMS_GATEWAY_CLIENT, display_name="SMS gateway", bin=BIN
+            session, name="sms-gateway", display_name="SMS gateway", gateway=True
         )
-        _, shop = identities.create_client(session, name="a-shop", display_name="shop", bin=BIN)
-    yield {"head": head, "outsider": outsider, "gateway": gateway, "shop": shop}
+        # a merchant client named like the gateway is still a merchant: the kind decides
+        _, shop = identities.create_client(
+            session, name="sms-gateway-shop", display_name="shop", bin=BIN
+        )
+        _, registry = identities.create_client(
+            session, name="a-registry", display_name="registry", source="household"
+        )
+    yield {
+        "head": head,
+        "outsider": outsider,
+        "gateway": gateway,
+        "shop": shop,
+        "registry": registry,
+    }
 
 
 def test_a_citizen_lists_and_answers_offers_over_the_api(world: World, api: dict[str, str]) -> None:
@@ -665,7 +677,7 @@ def test_only_the_sms_gateway_posts_sms_replies(world: World, api: dict[str, str
     offer_id = new_offer(world.head, created=dt.datetime.now(dt.UTC))
     url = "/api/v1/notifications/sms-replies"
     reply = {"iin": world.head, "text": f"иә {offer_id}"}
-    for who, status in (("shop", 403), ("head", 403)):
+    for who, status in (("shop", 403), ("registry", 403), ("head", 403)):
         assert client.post(url, json=reply, headers=bearer(api[who])).status_code == status
     assert client.post(url, json=reply).status_code == 401
     taken = client.post(url, json=reply, headers=bearer(api["gateway"]))

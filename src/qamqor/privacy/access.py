@@ -51,6 +51,7 @@ CATEGORIES = (
     "disability",
     "finance",
     "decisions",
+    "payments",  # wallet transactions: where a household's money was spent, and on what
     "access_log",
     "consents",
     "bank_account",  # the IBAN benefits are paid into

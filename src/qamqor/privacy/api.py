@@ -4,7 +4,8 @@ Sign-in: ``POST /auth/login`` sets the page session cookie (HttpOnly, SameSite=L
 ``QAMQOR_SESSION_COOKIE_SECURE``); ``POST /auth/token`` returns a bearer token for the API;
 ``POST /auth/logout`` revokes whichever the request used. Citizens see who opened their
 household's data (``/me/access-log``, also as CSV and in the Data Tracker ``findUsage`` shape)
-and manage their consents; auditors read access anomalies.
+manage their consents and choose the language they are written to in; auditors read access
+anomalies.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from sqlalchemy import select
 from qamqor.kit.db import session_scope
 from qamqor.kit.i18n import normalise_language, translate
 from qamqor.kit.settings import get_settings
-from qamqor.privacy import access, anomalies, consents, households, identities, oidc
+from qamqor.privacy import (
+    access,
+    anomalies,
+    consents,
+    households,
+    identities,
+    oidc,
+    preferences,
+)
 from qamqor.privacy.errors import PrivacyError
 from qamqor.privacy.models import AccessEvent, Account
 from qamqor.privacy.policy import ACTIONS, rule_for
@@ -35,6 +44,8 @@ from qamqor.privacy.schemas import (
     HouseholdAccessOut,
     LoginIn,
     MeOut,
+    PreferencesIn,
+    PreferencesOut,
     TokenOut,
 )
 from qamqor.web.auth import SESSION_COOKIE, Caller, authorize
@@ -275,6 +286,53 @@ def withdraw_consent(
         return consents.item(consent, _lang(lang, accept_language))
 
 
+# --- preferences ---------------------------------------------------------------------------
+
+ManagePreferences = Annotated[Caller, Depends(authorize("preferences.manage"))]
+
+
+def _preferences_out(iin: str, found: Any) -> PreferencesOut:
+    if found is None:
+        return PreferencesOut(
+            iin=iin,
+            language=preferences.DEFAULT_LANGUAGE,
+            chosen=False,
+            set_via=None,
+            updated_at=None,
+        )
+    return PreferencesOut(
+        iin=iin,
+        language=found.language,
+        chosen=True,
+        set_via=found.set_via,
+        updated_at=found.updated_at,
+    )
+
+
+@router.get(
+    "/me/preferences",
+    response_model=PreferencesOut,
+    summary="The language my SMS and notices are written in",
+)
+def my_preferences(caller: ManagePreferences) -> PreferencesOut:
+    iin = _citizen_iin(caller)
+    with session_scope() as session:
+        return _preferences_out(iin, preferences.get(session, iin))
+
+
+@router.put(
+    "/me/preferences",
+    response_model=PreferencesOut,
+    summary="Choose the language of my SMS and notices (ru, kk or en)",
+)
+def set_my_preferences(body: PreferencesIn, caller: ManagePreferences) -> PreferencesOut:
+    iin = _citizen_iin(caller)
+    via = "portal" if caller.via_cookie else "api"
+    with session_scope() as session:
+        found = preferences.set_language(session, iin, body.language, via)
+        return _preferences_out(iin, found)
+
+
 @router.get(
     "/me/export",
     summary="Everything held about my household, with the source of every fact (JSON)",
@@ -397,7 +455,8 @@ def household_access_log(
 def list_accounts(
     _: Annotated[Caller, Depends(authorize("accounts.manage"))],
     kind: Annotated[
-        str | None, Query(pattern="^(citizen|officer|registry_client|merchant_client)$")
+        str | None,
+        Query(pattern="^(citizen|officer|registry_client|merchant_client|gateway_client)$"),
     ] = None,
 ) -> list[dict[str, Any]]:
     now = dt.datetime.now(dt.UTC)

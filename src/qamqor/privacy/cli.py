@@ -112,16 +112,24 @@ def create_client(
         str | None, typer.Option(help="Bind to this source registry (a registry client)")
     ] = None,
     bin: Annotated[str | None, typer.Option(help="Bind to this BIN (a merchant client)")] = None,
+    gateway: Annotated[
+        bool, typer.Option("--gateway", help="The SMS gateway: relays citizens' replies")
+    ] = False,
     display_name: Annotated[str | None, typer.Option(help="Display name")] = None,
 ) -> None:
-    """Create a machine client (registry or merchant); its bearer token is printed once."""
+    """Create a machine client (registry, merchant or SMS gateway); its token is printed once."""
     from qamqor.kit.db import session_scope
     from qamqor.privacy import identities
 
     try:
         with session_scope() as session:
             account, token = identities.create_client(
-                session, name=name, display_name=display_name or name, source=source, bin=bin
+                session,
+                name=name,
+                display_name=display_name or name,
+                source=source,
+                bin=bin,
+                gateway=gateway,
             )
             kind = account.kind
     except QamqorError as exc:
@@ -133,7 +141,8 @@ def create_client(
 @accounts_app.command("list")
 def list_accounts(
     kind: Annotated[
-        str | None, typer.Option(help="citizen, officer, registry_client or merchant_client")
+        str | None,
+        typer.Option(help="citizen, officer, registry_client, merchant_client or gateway_client"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -186,6 +195,52 @@ def unlock(login: Annotated[str, typer.Argument(help="The locked account's login
     except QamqorError as exc:
         raise _fail(exc) from exc
     console.print(f"{login} unlocked")
+
+
+@accounts_app.command("language")
+def language(
+    iin: Annotated[str, typer.Argument(help="The citizen's IIN (an account is not needed)")],
+    set_to: Annotated[
+        str | None, typer.Option("--set", help="Store this language: ru, kk or en")
+    ] = None,
+    via: Annotated[
+        str,
+        typer.Option(help="Where the choice came from: support, registry, portal, api or sms"),
+    ] = "support",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show, or with --set store, the language a citizen's SMS and notices are written in."""
+    from qamqor.kit.db import session_scope
+    from qamqor.privacy import preferences
+
+    if via not in preferences.CHANNELS:
+        raise _fail(QamqorError(f"--via must be one of {', '.join(preferences.CHANNELS)}"))
+    try:
+        with session_scope() as session:
+            found = (
+                preferences.set_language(session, iin, set_to, via)
+                if set_to is not None
+                else preferences.get(session, iin)
+            )
+            row = {
+                "iin": iin,
+                "language": found.language if found else preferences.DEFAULT_LANGUAGE,
+                "chosen": found is not None,
+                "set_via": found.set_via if found else None,
+                "updated_at": found.updated_at.isoformat() if found else None,
+            }
+    except QamqorError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        print(json.dumps(row, ensure_ascii=False))
+        return
+    if row["chosen"]:
+        console.print(
+            f"{iin}: {row['language']} (set via {row['set_via']} at {row['updated_at']})",
+            highlight=False,
+        )
+    else:
+        console.print(f"{iin}: {row['language']} (nothing chosen: the default)", highlight=False)
 
 
 @accounts_app.command("seed-demo")

@@ -1,6 +1,7 @@
 """Demo accounts for ``make demo``: one citizen of a real ingested household, one officer per
-role, a registry client and a merchant client. Running it again resets their passwords and
-tokens (only hashes are stored, so new secrets are the only way to print them)."""
+role, a registry client, a merchant client and the SMS gateway's client. Running it again
+resets their passwords and tokens (only hashes are stored, so new secrets are the only way to
+print them)."""
 
 from __future__ import annotations
 
@@ -95,9 +96,10 @@ def seed(session: Session) -> list[dict[str, Any]]:
                 "note": "purpose required to open a household" if regional else "",
             }
         )
-    for name, source, bin in (
-        ("demo-household-registry", "household", None),
-        ("demo-merchant", None, valid_number("99084000002")),
+    for name, source, bin, gateway in (
+        ("demo-household-registry", "household", None, False),
+        ("demo-merchant", None, valid_number("99084000002"), False),
+        ("demo-sms-gateway", None, None, True),
     ):
         account = _by_login(session, name)
         if account is not None:
@@ -105,14 +107,15 @@ def seed(session: Session) -> list[dict[str, Any]]:
             token = identities.issue_credential(session, account, "client", None)
         else:
             account, token = identities.create_client(
-                session, name=name, display_name=name, source=source, bin=bin
+                session, name=name, display_name=name, source=source, bin=bin, gateway=gateway
             )
+        scope = f"source {source}" if source else f"BIN {bin}" if bin else "SMS replies"
         out.append(
             {
                 "role": account.kind,
                 "login": name,
                 "secret": token,
-                "scope": f"source {source}" if source else f"BIN {bin}",
+                "scope": scope,
                 "note": "bearer token: Authorization: Bearer <token>",
             }
         )

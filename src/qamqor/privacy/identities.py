@@ -29,7 +29,8 @@ from qamqor.privacy.models import Account, Credential
 from qamqor.registry import iin as iin_rules
 
 OFFICER_ROLES = ("social_worker", "program_officer", "analyst", "dq_steward", "auditor", "admin")
-KINDS = ("citizen", "officer", "registry_client", "merchant_client")
+KINDS = ("citizen", "officer", "registry_client", "merchant_client", "gateway_client")
+MACHINE_KINDS = ("registry_client", "merchant_client", "gateway_client")
 ALL_REGIONS = "all"
 TOKEN_PREFIX = {"session": "qs_", "bearer": "qt_", "client": "qc_"}
 
@@ -48,7 +49,7 @@ class AccountError(QamqorError):
 @dataclass(frozen=True)
 class Principal:
     """Who is calling, as the policy sees it. ``role`` is the officer role, or the kind for
-    everyone else (citizen, registry_client, merchant_client, anonymous)."""
+    everyone else (citizen, registry_client, merchant_client, gateway_client, anonymous)."""
 
     role: str
     account_id: int | None = None
@@ -331,20 +332,26 @@ def create_client(
     display_name: str,
     source: str | None = None,
     bin: str | None = None,
+    gateway: bool = False,
 ) -> tuple[Account, str]:
-    """A machine client bound to one source registry or one merchant BIN, and its token
-    (shown once: only its hash is stored)."""
+    """A machine client and its token (shown once: only its hash is stored): a registry
+    client bound to one source registry, a merchant client bound to one BIN, or the SMS
+    gateway (``gateway``), bound to nothing, whose only right is to relay citizens' replies."""
     from qamqor.registry.catalogue import sources
 
-    if (source is None) == (bin is None):
-        raise AccountError("a client is bound to exactly one of: a source registry, a BIN")
+    if sum((source is not None, bin is not None, gateway)) != 1:
+        raise AccountError(
+            "a client is exactly one of: a registry client (a source registry), a merchant "
+            "client (a BIN), the SMS gateway"
+        )
     if source is not None and source not in sources():
         raise AccountError(f"unknown source registry {source!r}; known: {sorted(sources())}")
     if bin is not None and not iin_rules.is_valid(bin):
         raise AccountError(f"{bin!r} is not a valid BIN (12 digits with a check digit)")
     _taken(session, name)
+    kind = "registry_client" if source else "merchant_client" if bin else "gateway_client"
     account = Account(
-        kind="registry_client" if source else "merchant_client",
+        kind=kind,
         login=name,
         display_name=display_name,
         source=source,

@@ -1,4 +1,5 @@
-"""Tables of the privacy feature: accounts, credentials, access events, consents, alerts.
+"""Tables of the privacy feature: accounts, credentials, access events, consents, alerts, and
+how each citizen wants to be contacted.
 
 Secrets are never stored: passwords as Argon2id hashes, session ids and bearer tokens as the
 SHA-256 of a 256-bit random value (a table leak gives nothing to replay; SHA-256 suffices
@@ -12,6 +13,7 @@ import datetime as dt
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     Date,
     ForeignKey,
     Index,
@@ -28,9 +30,11 @@ from qamqor.kit.db import Base, UTCDateTime
 class Account(Base):
     """Anyone or anything that signs in: a citizen, an officer, a registry or a merchant.
 
-    ``kind`` is citizen | officer | registry_client | merchant_client. An officer has a role,
-    an institution and a region scope (``all`` or space-separated KATO region codes); a
-    registry client is bound to one source registry, a merchant client to one BIN.
+    ``kind`` is citizen | officer | registry_client | merchant_client | gateway_client. An
+    officer has a role, an institution and a region scope (``all`` or space-separated KATO
+    region codes); a registry client is bound to one source registry, a merchant client to one
+    BIN; the SMS gateway's client to nothing. ``kind`` has no CHECK constraint: the kinds are
+    checked by ``qamqor.privacy.identities``.
     """
 
     __tablename__ = "privacy_account"
@@ -164,3 +168,35 @@ class OidcRequest(Base):
     nonce: Mapped[str] = mapped_column(String(64))
     code_verifier: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+PREFERENCE_LANGUAGES = ("ru", "kk", "en")
+PREFERENCE_CHANNELS = ("portal", "api", "sms", "registry", "support")
+
+
+class CitizenPreference(Base):
+    """How a citizen wants to be written to, keyed by IIN: most recipients of an SMS have no
+    account, so the preference cannot live on ``privacy_account``.
+
+    ``language`` is ru | kk | en; no row means Russian. ``set_via`` is where the latest
+    choice came from: ``portal`` or ``api`` (the citizen, signed in), ``sms`` (a language
+    keyword texted back), ``registry`` (a registry's record of the language of
+    correspondence) or ``support`` (an operator, on the citizen's call, with the CLI).
+    """
+
+    __tablename__ = "privacy_citizen_preference"
+    __table_args__ = (
+        CheckConstraint(
+            "language IN ('ru', 'kk', 'en')",
+            name="language",
+        ),
+        CheckConstraint(
+            "set_via IN ('portal', 'api', 'sms', 'registry', 'support')",
+            name="set_via",
+        ),
+    )
+
+    iin: Mapped[str] = mapped_column(String(12), primary_key=True)
+    language: Mapped[str] = mapped_column(String(2))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    set_via: Mapped[str] = mapped_column(String(16))

@@ -17,6 +17,9 @@ Scopes:
 - ``source``    a registry client, only batches and events of its own source registry;
 - ``merchant``  a merchant client, only its own BIN's operations.
 
+A machine client of kind ``gateway_client`` (the SMS gateway) has no scope of its own: it relays
+what citizens texted, for whichever IIN, so its one rule (``offers.sms_reply``) is national.
+
 The legal bases name the Law of the Republic of Kazakhstan of 21 May 2013 No. 94-V «On
 personal data and their protection» (articles 8: consent, 9: processing without consent where
 a law provides, 24: rights of the subject) and the Social Code of the Republic of Kazakhstan of
@@ -32,7 +35,14 @@ from dataclasses import dataclass
 from qamqor.privacy.errors import AccessDeniedError, AuthenticationRequiredError
 from qamqor.privacy.identities import OFFICER_ROLES, Principal
 
-ROLES = ("anonymous", "citizen", *OFFICER_ROLES, "registry_client", "merchant_client")
+ROLES = (
+    "anonymous",
+    "citizen",
+    *OFFICER_ROLES,
+    "registry_client",
+    "merchant_client",
+    "gateway_client",
+)
 SIGNED_IN = tuple(r for r in ROLES if r != "anonymous")
 SCOPES = ("public", "self", "own", "region", "national", "source", "merchant")
 
@@ -48,6 +58,10 @@ HOUSEHOLD_ACTIONS = frozenset(
         "household.read_quality",
         "household.read_access_log",
         "household.export",
+        # a payment's path budget -> household -> merchant, and the wallet's signals about a
+        # household, are that household's personal data: opened with a purpose and logged
+        "wallet.trace",
+        "wallet.read_signals",
     }
 )
 
@@ -184,17 +198,57 @@ RULES: tuple[Rule, ...] = (
     Rule("auditor", "audit.read_alerts", "national", legal_basis=BASIS_OVERSIGHT),
     # administration
     Rule("admin", "accounts.manage", "national"),
-    # merchants (the wallet's POS API)
+    # the Social Wallet. A merchant charges, captures, voids and refunds its own BIN's
+    # payments and reads their receipts; the citizen sees their own balances, tranches and
+    # transactions (the subject's right) and acts on them by their own choice (consent).
     Rule("merchant_client", "wallet.charge", "merchant", legal_basis=BASIS_CONSENT),
+    Rule("citizen", "wallet.read", "self", legal_basis=BASIS_SUBJECT),
+    Rule("citizen", "wallet.manage", "self", legal_basis=BASIS_CONSENT),
+    # reports are aggregates (sums by purpose, region, merchant category): no personal data
+    *_rules("wallet.read_reports", "national", ("program_officer", "analyst", "auditor", "admin")),
+    # a trace (budget -> household -> merchant) and the signals about a household name a
+    # household: a purpose is required, and an auditor, as for the access log, is not named
+    *_rules(
+        "wallet.trace",
+        "national",
+        ("program_officer", "admin"),
+        purpose_required=True,
+        legal_basis=BASIS_SOCIAL,
+    ),
+    Rule(
+        "auditor",
+        "wallet.trace",
+        "national",
+        purpose_required=True,
+        identity_shown=False,
+        legal_basis=BASIS_OVERSIGHT,
+    ),
+    *_rules(
+        "wallet.read_signals",
+        "national",
+        ("program_officer", "admin"),
+        purpose_required=True,
+        legal_basis=BASIS_SOCIAL,
+    ),
+    Rule(
+        "auditor",
+        "wallet.read_signals",
+        "national",
+        purpose_required=True,
+        identity_shown=False,
+        legal_basis=BASIS_OVERSIGHT,
+    ),
+    # merchants are legal entities (BIN, categories, terminals): no personal data
+    Rule("admin", "wallet.manage_merchants", "national"),
     # proactive offers: a citizen reads and answers the offers to their current households
-    # (the service checks membership per offer). Citizens' SMS replies come from the SMS
-    # gateway, a merchant client of its operator's BIN: of the machine kinds the one with the
-    # least reach (a BIN that is no wallet merchant can charge nothing, where a registry
-    # client could push events); the route admits only the client named
-    # qamqor.proactive.api.SMS_GATEWAY_CLIENT, not every merchant (docs/proactive.md).
+    # (the service checks membership per offer) and chooses the language they are written
+    # in. The SMS gateway relays citizens' replies: a machine kind of its own, so that no
+    # merchant or registry client can answer offers, and national, since a reply may come
+    # from any IIN (docs/proactive.md).
     Rule("citizen", "offers.read", "self", legal_basis=BASIS_SUBJECT),
     Rule("citizen", "offers.respond", "self", legal_basis=BASIS_CONSENT),
-    Rule("merchant_client", "offers.sms_reply", "merchant", legal_basis=BASIS_CONSENT),
+    Rule("citizen", "preferences.manage", "self", legal_basis=BASIS_CONSENT),
+    Rule("gateway_client", "offers.sms_reply", "national", legal_basis=BASIS_CONSENT),
 )
 
 _BY_KEY: dict[tuple[str, str], Rule] = {}

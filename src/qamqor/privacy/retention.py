@@ -2,9 +2,9 @@
 
 The policy is data (``retention.yaml``, or the file ``QAMQOR_RETENTION_POLICY`` names): per
 category a period, a legal basis, and what happens to which columns. A run never deletes a row,
-so counts and aggregates stay; personal values become a salted hash or NULL, and audit-log
-entries past their period lose their payload through ``qamqor.audit.service.redact`` (the leaf
-hash stays, so the log still verifies).
+so counts and aggregates stay; personal values become a salted hash, NULL or empty text, and
+audit-log entries past their period lose their payload through ``qamqor.audit.service.redact``
+(the leaf hash stays, so the log still verifies).
 
 One run is one transaction, owned by the caller: the anonymised rows and the audit entry that
 summarises them (rows and values per category, and the SHA-256 of the removed values) commit
@@ -37,7 +37,7 @@ from qamqor.privacy import keyring as keyring_module
 from qamqor.privacy.fields import EncryptedString
 
 HANDLERS = ("rows", "subject", "rejections", "audit_entries")
-ACTIONS = ("hash", "null", "year_start")
+ACTIONS = ("hash", "null", "empty", "year_start")
 HASH_MARK = "~"  # no IIN, name or date starts with it: validated facts never do
 HASH_CHARS = 52  # base32 of a SHA-256 is 52 characters (256 bits)
 # 5,000 rows per round trip: an executemany of 5,000 UPDATEs by primary key takes ~0.1 s on
@@ -86,6 +86,7 @@ class Category:
     tables: tuple[str, ...] = ()
     columns: dict[str, str] = field(default_factory=dict)
     kinds: tuple[str, ...] = ()
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)  # column -> values kept in
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,12 @@ def _category(code: str, spec: dict[str, Any], tables: dict[str, Table]) -> Cate
         if set(spec.get(part) or {}) != set(LANGUAGES):
             raise fail(f"{part} needs ru, kk and en")
     columns = {str(k): str(v) for k, v in (spec.get("columns") or {}).items()}
+    where_spec = spec.get("where") or {}
+    if not isinstance(where_spec, dict) or not all(
+        isinstance(v, list) and v for v in where_spec.values()
+    ):
+        raise fail("where maps a column to a non-empty list of values")
+    where = {str(k): tuple(str(x) for x in v) for k, v in where_spec.items()}
     for name, action in columns.items():
         if action not in ACTIONS:
             raise fail(f"column {name}: action {action!r} is not one of {', '.join(ACTIONS)}")
@@ -135,15 +142,21 @@ def _category(code: str, spec: dict[str, Any], tables: dict[str, Table]) -> Cate
         tables=tuple(spec.get("tables") or ()),
         columns=columns,
         kinds=tuple(str(k) for k in spec.get("kinds") or ()),
+        where=where,
     )
     needed: list[tuple[str, str]] = []
-    if handler in ("rows", "subject") and not any(a in ("hash", "null") for a in columns.values()):
-        raise fail("needs at least one column to hash or null")
+    if handler in ("rows", "subject") and not any(
+        a in ("hash", "null", "empty") for a in columns.values()
+    ):
+        raise fail("needs at least one column to hash, null or empty")
+    if where and handler != "rows":
+        raise fail("only a rows category takes where")
     if handler == "rows":
         if not category.table or not category.age_column:
             raise fail("a rows category needs table and age_column")
         needed += [(category.table, category.age_column)]
         needed += [(category.table, name) for name in columns]
+        needed += [(category.table, name) for name in where]
     elif handler == "subject":
         if category.anchor is None or not category.subject or not category.tables:
             raise fail("a subject category needs anchor, subject and tables")
@@ -164,7 +177,13 @@ def _category(code: str, spec: dict[str, Any], tables: dict[str, Table]) -> Cate
     for table_name in (category.table, *category.tables):
         for name, action in columns.items():
             found = tables.get(table_name or "")
-            if found is None or name not in found.columns or action == "null":
+            if found is None or name not in found.columns:
+                continue
+            if action == "empty" and found.columns[name].nullable is not False:
+                raise fail(f"{found.name}.{name} may be NULL: null it rather than empty it")
+            if action == "null" and found.columns[name].nullable is False:
+                raise fail(f"{found.name}.{name} is NOT NULL: it cannot become null")
+            if action == "null":
                 continue
             if isinstance(found.columns[name].type, EncryptedString):
                 raise fail(f"{found.name}.{name} is encrypted: it can only become null")
@@ -218,6 +237,8 @@ def _anonymised(column: Column[Any], action: str, value: Any, salt: bytes) -> An
         return None
     if action == "null":
         return None
+    if action == "empty":
+        return ""
     if action == "year_start":
         return dt.date(value.year, 1, 1)
     text = str(value)
@@ -237,6 +258,8 @@ def _pending(table: Table, columns: dict[str, str]) -> ColumnElement[bool]:
             conditions.append(and_(column.is_not(None), ~column.startswith(HASH_MARK)))
         elif action == "null":
             conditions.append(column.is_not(None))
+        elif action == "empty":
+            conditions.append(column != "")
     return or_(*conditions)
 
 
@@ -353,6 +376,8 @@ def _rows(
     if isinstance(getattr(age.type, "impl", age.type), DateTime):
         limit = dt.datetime.combine(result.cutoff, dt.time(), dt.UTC)
     where = and_(age < limit, _pending(table, category.columns))
+    for name, values in category.where.items():
+        where = and_(where, table.columns[name].in_(values))
     total = int(session.execute(select(func.count()).select_from(table).where(where)).scalar_one())
     if dry_run:
         result.rows = total

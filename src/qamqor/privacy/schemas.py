@@ -158,3 +158,17 @@ class AccountOut(BaseModel):
     locked: bool
     created_at: dt.datetime
     last_login_at: dt.datetime | None
+
+
+class PreferencesIn(BaseModel):
+    language: str = Field(
+        pattern="^(ru|kk|en)$", description="ru, kk or en: the language of SMS and notices"
+    )
+
+
+class PreferencesOut(BaseModel):
+    iin: str
+    language: str = Field(description="ru, kk or en; ru until the citizen chooses")
+    chosen: bool = Field(description="false: nothing chosen yet, the default applies")
+    set_via: str | None = Field(description="portal, api, sms, registry or support")
+    updated_at: dt.datetime | None

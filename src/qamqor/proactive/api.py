@@ -4,11 +4,12 @@ Mounted under ``/api/v1``. A signed-in citizen lists the offers to their current
 and accepts or declines one (channel ``api`` with a bearer token, ``portal`` with the page
 session); an offer of another household answers 404, as one that does not exist. The SMS
 gateway posts what a citizen answered (``{"iin": "...", "text": "ДА 123"}``) and gets back
-what happened and the text to send back, in the language of the answer.
+what happened and the text to send back, in the language of the answer; a language keyword
+(``KK``, ``RU``, ``EN``) stores the citizen's language instead.
 
-The gateway signs in as a merchant client (policy ``offers.sms_reply``), and only the client
-named ``SMS_GATEWAY_CLIENT`` is admitted: ``qamqor accounts create-client sms-gateway --bin
-<the operator's BIN>``. A machine kind of its own is the better fix (docs/proactive.md).
+The gateway signs in as a machine client of its own kind, ``gateway_client`` (policy
+``offers.sms_reply``; ``qamqor accounts create-client sms-gateway --gateway``): no merchant or
+registry client can answer offers.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from qamqor.rules.explain import format_tenge
 from qamqor.web.auth import Caller, authorize
 
 router = APIRouter(tags=["proactive"])
-
-SMS_GATEWAY_CLIENT = "sms-gateway"
 
 Lang = Annotated[str | None, Query(description="ru, kk or en; default from Accept-Language")]
 AcceptLanguage = Annotated[str | None, Header()]
@@ -86,7 +85,7 @@ class SmsReplyIn(BaseModel):
 
 
 class SmsReplyOut(BaseModel):
-    outcome: str = Field(description="accepted, declined, refused or not_understood")
+    outcome: str = Field(description="accepted, declined, refused, language_set or not_understood")
     offer_id: int | None
     entitlement_id: int | None
     key: str | None = Field(description="The message id of a refusal (offers.expired, ...)")
@@ -225,9 +224,8 @@ def post_sms_reply(
     caller: Annotated[Caller, Depends(authorize("offers.sms_reply"))],
 ) -> SmsReplyOut:
     """Always 200 for what the citizen wrote: an unreadable text or a closed offer is an
-    outcome (``not_understood``, ``refused``) with the reply to send, not an error."""
-    if caller.principal.login != SMS_GATEWAY_CLIENT:
-        raise AccessDeniedError("not_sms_gateway")
+    outcome (``not_understood``, ``refused``) with the reply to send, not an error. An IIN
+    without a valid check digit is 422 when the text would store a preference."""
     with session_scope() as session:
         result = offers.handle_sms_reply(session, body.iin, body.text, dt.datetime.now(dt.UTC))
     return SmsReplyOut(

@@ -17,6 +17,9 @@ it), so it is not counted in the 70: ``LINK_BASE/o/<offer id>`` and ``LINK_BASE/
 id>``. ``LINK_BASE`` is a constant, not a setting: the address is printed on paper notices
 too and changes with a release, not with a deployment.
 
+Each message is written in its recipient's language: the citizen's stored preference
+(``preferred_language``), Russian when there is none.
+
 Deadlines are written dd.mm in the local time zone (``QAMQOR_LOCAL_TIMEZONE``). An offer's
 deadline is the last whole local day before it expires: an offer expiring on 02.12 at 14:30
 says "до 01.12", so whoever answers on the day shown is in time whatever the hour.
@@ -39,7 +42,7 @@ from sqlalchemy.orm import Session
 from qamqor.kit.db import Base
 from qamqor.kit.i18n import normalise_language, translate
 from qamqor.kit.settings import get_settings
-from qamqor.privacy import households
+from qamqor.privacy import households, preferences
 from qamqor.privacy.models import Consent
 from qamqor.proactive.models import Entitlement, Notice, Notification, Offer
 from qamqor.rules.explain import format_tenge
@@ -203,11 +206,10 @@ def insert_once(session: Session, model: type[ModelT], values: dict[str, Any], k
 
 
 def preferred_language(session: Session, iin: str) -> str:
-    """The language to write to this person in. Nothing stores a preference yet (accounts have
-    no language column, and most recipients have no account): Russian, which every recipient
-    can read, until the portal lets citizens choose (docs/proactive.md, gaps)."""
-    del session, iin
-    return "ru"
+    """The language to write to this person in: their stored choice
+    (``qamqor.privacy.preferences``, keyed by IIN, since most recipients have no account),
+    Russian when they made none. One primary-key lookup per message."""
+    return preferences.language_of(session, iin)
 
 
 def _enqueue(

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from qamqor.kit.errors import NotFoundError, QamqorError
 from qamqor.kit.i18n import normalise_language, translate
-from qamqor.privacy import consents, households
+from qamqor.privacy import consents, households, preferences
 from qamqor.proactive.models import Entitlement, Notice, Offer
 from qamqor.proactive.notify import (
     day_month,
@@ -331,6 +331,21 @@ _REPLY = (
 )
 _KAZAKH_LETTERS = frozenset("ӘҒҚҢӨҰҮҺІ")
 
+# A language keyword alone switches the language we write in: the ISO 639-1 code, its
+# three-letter form and the language's own name, with КАЗ / ҚАЗАҚША typed without a Kazakh
+# keyboard too. Look-alike letters are read as above, so "KK" in Latin and "КК" in Cyrillic
+# are one keyword.
+_LANGUAGE_KEYWORDS = {
+    _skeleton(word): lang
+    for lang, words in {
+        "kk": ("KK", "KZ", "KAZ", "ҚАЗ", "КАЗ", "ҚАЗАҚША", "КАЗАКША"),
+        "ru": ("RU", "RUS", "РУС", "РУССКИЙ", "ОРЫСША"),
+        "en": ("EN", "ENG", "ENGLISH", "АНГЛ", "АҒЫЛШЫНША"),
+    }.items()
+    for word in words
+}
+_LANGUAGE_REPLY = re.compile(r"\W*(?P<word>[^\W\d_]+)\W*")
+
 
 @dataclass(frozen=True)
 class ParsedReply:
@@ -351,6 +366,15 @@ def parse_reply(text: str) -> ParsedReply | None:
     return None
 
 
+def parse_language(text: str) -> str | None:
+    """``KK`` / ``ҚАЗ`` / ``RU`` / ``РУС`` / ``EN`` ... alone, any case, punctuation around:
+    the language it asks for; None for anything else (an answer to an offer among it)."""
+    match = _LANGUAGE_REPLY.fullmatch(_skeleton(text))
+    if match is None:
+        return None
+    return _LANGUAGE_KEYWORDS.get(match["word"])
+
+
 def _guess_language(text: str) -> str | None:
     upper = text.upper()
     if any(ch in _KAZAKH_LETTERS for ch in upper):
@@ -366,7 +390,7 @@ def _guess_language(text: str) -> str | None:
 class SmsReply:
     """What an SMS reply did, and the text to answer the citizen with (one SMS)."""
 
-    outcome: str  # accepted | declined | refused | not_understood
+    outcome: str  # accepted | declined | refused | language_set | not_understood
     lang: str
     text: str
     offer_id: int | None = None
@@ -375,11 +399,17 @@ class SmsReply:
 
 
 def handle_sms_reply(session: Session, iin: str, text: str, now: dt.datetime) -> SmsReply:
-    """Read a citizen's SMS answer and accept or decline through channel ``sms``. Never
+    """Read a citizen's SMS answer and accept or decline through channel ``sms``, or store
+    the language a keyword asks for (``language_set``, answered in that language). Never
     raises for what the citizen wrote: an unreadable reply or a closed offer comes back as
     ``not_understood`` or ``refused`` with a text the gateway sends back."""
     parsed = parse_reply(text)
     if parsed is None:
+        chosen = parse_language(text)
+        if chosen is not None:
+            preferences.set_language(session, iin, chosen, "sms", now)
+            key = "proactive.reply.language_set"
+            return SmsReply("language_set", chosen, translate(key, chosen))
         lang = _guess_language(text) or preferred_language(session, iin)
         key = "proactive.reply.not_understood"
         return SmsReply("not_understood", lang, translate(key, lang), key=key)
