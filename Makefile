@@ -38,6 +38,7 @@ demo: $(STAMP) ## Generate a 20,000-household population, ingest it and start th
 	$(BIN)/qamqor demo-birth
 	$(BIN)/qamqor worker --once
 	$(BIN)/qamqor offers outbox
+	$(BIN)/qamqor wallet demo
 	@echo
 	@echo "Open http://127.0.0.1:8000/ (API docs at /docs, batches at /api/v1/registry/batches)."
 	@echo "Ground truth and defects injected: $(DEMO_DIR)/extracts/truth/. Stop the server with Ctrl-C."

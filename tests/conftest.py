@@ -91,5 +91,13 @@ def engine(migrated_engine: Engine) -> Iterator[Engine]:
         if migrated_engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
+            # append-only tables refuse DELETE by trigger: set the triggers aside to empty them
+            triggers = conn.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+            ).all()
+            for name, _sql in triggers:
+                conn.execute(text(f'DROP TRIGGER "{name}"'))
             for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))
+            for _name, sql in triggers:
+                conn.execute(text(sql))

@@ -27,6 +27,7 @@ from qamqor.rules.cli import (
     rules_app,
     simulate_command,
 )
+from qamqor.wallet.cli import wallet_app
 
 app = typer.Typer(
     help="Qamqor: proactive, targeted social protection.",
@@ -41,6 +42,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(batches_app, name="batches")
 app.add_typer(events_app, name="events")
 app.add_typer(offers_app, name="offers")
+app.add_typer(wallet_app, name="wallet")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(quality_app, name="quality")
 app.add_typer(rules_app, name="rules")

@@ -1,6 +1,7 @@
 """User-facing text in Russian, Kazakh and English, from the Babel catalogues in ``locale/``.
 
-The catalogues are read as ``.po`` files with Babel, so no compiled ``.mo`` has to be built or
+The catalogues are read as ``.po`` files with Babel (``messages.po`` and any feature's own, such as
+``wallet.po``), so no compiled ``.mo`` has to be built or
 shipped. Message ids are stable keys (``reason.check_digit``); English is the fallback.
 """
 
@@ -17,10 +18,20 @@ DEFAULT_LANGUAGE = "en"
 
 @cache
 def _catalogue(lang: str) -> dict[str, str]:
-    path = resources.files("qamqor").joinpath(f"locale/{lang}/LC_MESSAGES/messages.po")
-    with path.open("rb") as handle:
-        catalog = read_po(handle, locale=lang)
-    return {str(m.id): str(m.string) for m in catalog if m.id and m.string}
+    # messages.po, plus one catalogue per feature that keeps its texts apart (wallet.po ...)
+    folder = resources.files("qamqor").joinpath(f"locale/{lang}/LC_MESSAGES")
+    found: dict[str, str] = {}
+    for path in sorted(
+        (p for p in folder.iterdir() if p.name.endswith(".po")), key=lambda p: p.name
+    ):
+        with path.open("rb") as handle:
+            catalog = read_po(handle, locale=lang)
+        for message in catalog:
+            if message.id and message.string:
+                if str(message.id) in found:
+                    raise ValueError(f"{lang}/{path.name}: {message.id!r} is defined twice")
+                found[str(message.id)] = str(message.string)
+    return found
 
 
 def normalise_language(lang: str | None) -> str:

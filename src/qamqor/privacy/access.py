@@ -141,7 +141,7 @@ def check_household(
     return rule, region
 
 
-def _record(
+def record_access(
     session: Session,
     *,
     principal: Principal,
@@ -154,6 +154,9 @@ def _record(
     outcome: str,
     reason: str | None,
 ) -> AccessEvent:
+    """Write one access event and its audit-log entry. ``open_personal_data`` calls it for
+    household actions; a surface whose scope is not a household (a merchant reading the
+    balance it just charged) calls it directly, after its own authorisation."""
     event = AccessEvent(
         occurred_at=dt.datetime.now(dt.UTC),
         account_id=principal.account_id,
@@ -216,7 +219,7 @@ def open_personal_data(
         purpose=purpose,
         categories=categories,
     )
-    _record(
+    record_access(
         session,
         principal=principal,
         action=action,
@@ -233,7 +236,7 @@ def open_personal_data(
 def record_denied(attempt: Attempt, engine: Engine | None = None) -> AccessEvent:
     """Record a refused attempt in a transaction of its own (the reader's rolled back)."""
     with session_scope(engine) as session:
-        return _record(
+        return record_access(
             session,
             principal=attempt.principal,
             action=attempt.action,

@@ -267,6 +267,19 @@ def parse_program(text: str, parameters: dict[str, Parameter], origin: str) -> P
         problems.append(f"{head}: payment channel must be bank or wallet")
     if payment.get("purpose") not in PURPOSES:
         problems.append(f"{head}: payment purpose must be one of {', '.join(PURPOSES)}")
+    # the wallet's keys (qamqor.wallet.credits): when a credit expires, and whether the
+    # citizen must activate it each month
+    if payment.get("expiry") not in (None, "month_end"):
+        problems.append(f"{head}: payment expiry must be month_end (or use expiry_months)")
+    months = payment.get("expiry_months")
+    if months is not None and not (isinstance(months, int) and months > 0):
+        problems.append(f"{head}: payment expiry_months must be a positive whole number")
+    if payment.get("activation") not in (None, "monthly"):
+        problems.append(f"{head}: payment activation must be monthly when given")
+    if payment.get("channel") != "wallet" and {"expiry", "expiry_months", "activation"} & set(
+        payment
+    ):
+        problems.append(f"{head}: expiry and activation apply to wallet payments only")
     known = set(load_catalogue().features) | set(parameters) | set(POPULATION_FIGURES)
     derived: dict[str, str] = {}
     for name, sql in (data.get("derived") or {}).items():

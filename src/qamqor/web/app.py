@@ -16,6 +16,8 @@ from qamqor.profiles.api import router as profiles_router
 from qamqor.quality.api import router as quality_router
 from qamqor.registry.api import router as registry_router
 from qamqor.rules.api import router as rules_router
+from qamqor.wallet.api import router as wallet_router
+from qamqor.wallet.reports_api import router as wallet_reports_router
 from qamqor.web.auth import declare_route_actions, install_privacy
 
 
@@ -37,6 +39,8 @@ def create_app() -> FastAPI:
     app.include_router(quality_router, prefix="/api/v1")
     app.include_router(rules_router, prefix="/api/v1")
     app.include_router(proactive_router, prefix="/api/v1")
+    app.include_router(wallet_router, prefix="/api/v1")
+    app.include_router(wallet_reports_router, prefix="/api/v1")
     app.include_router(metrics_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and database reachability")

@@ -1,0 +1,1 @@
+"""The Social Wallet: earmarked benefits on a double-entry ledger (see docs/wallet.md)."""
