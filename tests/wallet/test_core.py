@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from qamqor.kit.db import session_scope
 from qamqor.wallet import ledger, payments
 from qamqor.wallet.models import Account, Tranche, Transfer
-from tests.wallet.builders import NOW, credit, make_merchant
+from tests.wallet.builders import MONTH_END, NOW, credit, make_merchant
 
 
 def _balance(session, code: str) -> int:  # type: ignore[no-untyped-def]
@@ -187,3 +187,73 @@ def test_transfers_are_append_only_and_balance_constraint_holds(engine: Engine) 
     with session_scope() as session:
         assert session.scalar(select(Transfer.amount_tiyn)) == 1_000
         assert session.scalar(select(Account.debits_posted).where(Account.kind == "wallet")) == 0
+
+
+def _scenario(session, household: str, shop_serial: int) -> list[tuple[object, ...]]:  # type: ignore[no-untyped-def]
+    """Payments of every kind the database function takes on; what they wrote, by label."""
+    shop = make_merchant(session, shop_serial)
+    pharmacy = make_merchant(session, shop_serial + 1, category="5912")
+    soon, late = NOW + dt.timedelta(days=3), NOW + dt.timedelta(days=40)
+    credit(session, household, 7_000, expires_at=late, key=f"{household}:late")
+    credit(session, household, 5_000, expires_at=soon, key=f"{household}:soon")
+    credit(session, household, 4_000, purpose="cash", program="asp", key=f"{household}:cash")
+    credit(session, household, 3_000, purpose="medicine", program="med", key=f"{household}:med")
+    outcomes: list[tuple[object, ...]] = []
+    for key, merchant, amount, capture in [
+        ("p1", shop, 6_000, True),  # food soon (5,000), then cash (month end: 1,000)
+        ("p2", shop, 9_000, False),  # cash (3,000), then food late (6,000): authorised
+        ("p3", pharmacy, 2_500, True),  # medicine and cash expire together: the older tranche
+        ("p1", shop, 6_000, True),  # a repeat: the first payment back
+        ("p4", shop, 99_000, True),  # refused
+    ]:
+        try:
+            made = payments.pay(
+                session,
+                merchant_bin=merchant.bin,
+                idempotency_key=key,
+                household_id=household,
+                amount_tiyn=amount,
+                now=NOW,
+                capture=capture,
+            )
+        except payments.PaymentRefusedError as refused:
+            outcomes.append((key, "refused", refused.reason))
+            continue
+        draws = session.execute(
+            select(Tranche.purpose, Tranche.expires_at, Transfer.amount_tiyn, Transfer.flags)
+            .join(Tranche, Tranche.id == Transfer.tranche_id)
+            .where(Transfer.payment_id == made.id)
+            .order_by(Transfer.id)
+        ).all()
+        outcomes.append((key, made.status, made.amount_tiyn, made.category, tuple(draws)))
+    session.flush()
+    sums = session.execute(
+        select(Account.purpose, Account.debits_pending, Account.debits_posted)
+        .where(Account.household_id == household)
+        .order_by(Account.purpose)
+    ).all()
+    left = session.execute(
+        select(Tranche.purpose, Tranche.spent_tiyn, Tranche.pending_tiyn)
+        .where(Tranche.household_id == household)
+        .order_by(Tranche.expires_at, Tranche.amount_tiyn)
+    ).all()
+    outcomes.append(("sums", tuple(sums), tuple(left)))
+    return outcomes
+
+
+def test_the_database_function_pays_as_the_python_path_does(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL ``wallet_pay`` takes the common path; with it off, Python does: the same
+    draws, statuses, refusals and sums. (On SQLite both runs take the Python path.)"""
+    with session_scope() as session:
+        fast = _scenario(session, "HF", 10)
+    monkeypatch.setattr(payments, "USE_DATABASE_FUNCTION", False)
+    with session_scope() as session:
+        reference = _scenario(session, "HP", 20)
+    assert fast == reference
+    assert fast[0][4] == (
+        ("food", NOW + dt.timedelta(days=3), 5_000, "posted"),
+        ("cash", MONTH_END, 1_000, "posted"),  # cash expires at month end, before late food
+    )
+    assert fast[4] == ("p4", "refused", "insufficient_balance")

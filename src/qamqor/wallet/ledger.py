@@ -280,8 +280,10 @@ def transfer_new(
     The same checks and the same sums, in three statements whatever the number of transfers —
     one multi-row INSERT, one executemany UPDATE of the sums, no key lookup (the unique index
     still refuses a repeat) — where :func:`transfer` spends four per transfer and an ORM flush.
-    A payment is most of the ledger's traffic: this took it from 12 statements to 8 and
-    halved its client CPU time (benchmarks/wallet_bench.py)."""
+    A payment is most of the ledger's traffic: with this (and the key checked by the payment's
+    insert, one lock statement for wallets and merchant) a one-tranche payment sends 7
+    statements instead of 12, and its client CPU fell from 9.0 to 5.6 ms on the 2-core
+    benchmark machine (benchmarks/wallet_bench.py, docs/wallet.md)."""
     flags = "pending" if pending else "posted"
     sums: dict[int, list[int]] = {}  # account id -> [debits_pending, debits_posted, ...]
     debited: dict[int, int] = {}
