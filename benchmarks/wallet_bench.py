@@ -9,7 +9,7 @@ Setup (once; ``--reuse`` keeps it):
 - ``--households`` households each get a food and a medicine wallet with two tranches each
   (expiring in 20 and 50 days). These rows are written by set-based SQL — the very rows
   ``tranches.open_tranche`` writes (account, tranche, credit transfer, sums), 400,000 tranches in
-  seconds instead of minutes — and ``reports.reconcile`` proves them right after the run;
+  seconds instead of minutes — and ``reconcile.reconcile`` proves them right after the run;
 - ``pgbench -i -s --scale`` into database ``--pgbench-database`` (default ``pgb``).
 
 Then, for every client count C in ``--clients``: pgbench's built-in ``tpcb-like`` script with
@@ -332,11 +332,11 @@ def profile(url: str, bins: list[str], households: int, seconds: int) -> None:
 
 def reconcile(url: str) -> list[str]:
     from qamqor.kit.db import make_engine, session_scope
-    from qamqor.wallet import reports
+    from qamqor.wallet import reconcile
 
     engine = make_engine(url)
     with session_scope(engine) as session:
-        problems = [str(p) for p in reports.reconcile(session)]
+        problems = [str(p) for p in reconcile.reconcile(session)]
     engine.dispose()
     return problems
 

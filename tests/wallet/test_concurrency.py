@@ -21,7 +21,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
 from qamqor.kit.db import make_engine, session_scope
-from qamqor.wallet import ledger, payments, reports
+from qamqor.wallet import ledger, payments, reconcile
 from qamqor.wallet.models import Payment, Tranche
 from tests.wallet.builders import NOW, credit, make_merchant
 from tests.wallet.ledger_checks import check_ledger
@@ -146,7 +146,7 @@ def fund(engine: Engine) -> str:
 def books_balance() -> None:
     with session_scope() as session:
         check_ledger(session)
-        assert reports.reconcile(session) == []
+        assert reconcile.reconcile(session) == []
 
 
 def only_postgresql(engine: Engine) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from qamqor.kit.db import session_scope
-from qamqor.wallet import ledger, reports
+from qamqor.wallet import ledger, reconcile
 from qamqor.wallet.models import Payment, Refund
 from tests.wallet.builders import NOW, credit, make_merchant
 from tests.wallet.crash_payer import amount, refund_of
@@ -43,7 +43,7 @@ def books_balance() -> int:
     """Check the books; the number of payments made so far."""
     with session_scope() as session:
         check_ledger(session)
-        assert reports.reconcile(session) == []
+        assert reconcile.reconcile(session) == []
         return session.scalar(select(func.count(Payment.id))) or 0
 
 

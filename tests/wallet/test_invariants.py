@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from qamqor.kit.db import Base, get_engine, session_scope
 from qamqor.rules.spec import PURPOSES
-from qamqor.wallet import ledger, merchants, payments, reports, sweep, tranches
+from qamqor.wallet import ledger, merchants, payments, reconcile, sweep, tranches
 from qamqor.wallet.categories import allowed_purposes
 from qamqor.wallet.models import Payment, Transfer
 from qamqor.wallet.models import Tranche as TrancheRow
@@ -586,7 +586,7 @@ class WalletMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         """The wallet's own reconciliation (``qamqor wallet reconcile``) agrees at the end."""
         with session_scope() as session:
-            assert reports.reconcile(session) == []
+            assert reconcile.reconcile(session) == []
 
     # --- after every step ---------------------------------------------------------------------
 

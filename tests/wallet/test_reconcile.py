@@ -9,25 +9,25 @@ from sqlalchemy import insert, text
 from sqlalchemy.engine import Engine
 
 from qamqor.kit.db import session_scope
-from qamqor.wallet import payments, reports, settlement, sweep
+from qamqor.wallet import payments, reconcile, settlement, sweep
 from qamqor.wallet.models import Account, Tranche, Transfer
 from tests.wallet.builders import MONTH_END, NOW
 from tests.wallet.test_reports import scenario
 
 
-def _checks(problems: list[reports.Problem]) -> set[tuple[str, str]]:
+def _checks(problems: list[reconcile.Problem]) -> set[tuple[str, str]]:
     return {(p.check, p.subject) for p in problems}
 
 
 def test_clean_books_reconcile_through_payments_refunds_voids_sweeps(engine: Engine) -> None:
     with session_scope() as session:
         made = scenario(session)
-        assert reports.reconcile(session) == []
+        assert reconcile.reconcile(session) == []
         payments.capture(session, made["held"], merchant_bin=made["shop"], now=NOW)
-        assert reports.reconcile(session) == []
+        assert reconcile.reconcile(session) == []
     with session_scope() as session:
         sweep.sweep(session, MONTH_END + dt.timedelta(minutes=1))
-        assert reports.reconcile(session) == []
+        assert reconcile.reconcile(session) == []
         # a refund after the tranche closed goes on to the returns account
         payments.refund(
             session,
@@ -37,7 +37,7 @@ def test_clean_books_reconcile_through_payments_refunds_voids_sweeps(engine: Eng
             amount_tiyn=1_000,
             now=MONTH_END + dt.timedelta(hours=1),
         )
-        assert reports.reconcile(session) == []
+        assert reconcile.reconcile(session) == []
 
 
 def test_clean_books_reconcile_after_settlement(engine: Engine) -> None:
@@ -45,7 +45,7 @@ def test_clean_books_reconcile_after_settlement(engine: Engine) -> None:
         made = scenario(session)
         settled = settlement.settle(session, now=NOW + dt.timedelta(days=1), day=NOW.date())
         assert sum(s.amount_tiyn for s in settled) == 55_000  # 25,000 + 20,000 + 10,000
-        assert reports.reconcile(session) == []
+        assert reconcile.reconcile(session) == []
         del made
 
 
@@ -58,7 +58,7 @@ def test_a_corrupted_account_sum_is_found(engine: Engine) -> None:
                 "WHERE code = 'wallet:H1:food'"
             )
         )
-        problems = reports.reconcile(session)
+        problems = reconcile.reconcile(session)
     found = _checks(problems)
     assert ("account_sums", "account wallet:H1:food") in found
     assert ("wallet_holds_tranches", "account wallet:H1:food") in found
@@ -75,7 +75,7 @@ def test_a_corrupted_tranche_is_found(engine: Engine) -> None:
             text("UPDATE wallet_tranche SET spent_tiyn = spent_tiyn + 100 WHERE id = :id"),
             {"id": made["h1_food"]},
         )
-        problems = reports.reconcile(session)
+        problems = reconcile.reconcile(session)
     tranche = [p for p in problems if p.check == "tranche_sums"]
     assert [(p.subject, p.message, p.expected, p.found) for p in tranche] == [
         (f"tranche {made['h1_food']}", "spent_tiyn differs", 25_000, 25_100)
@@ -102,7 +102,7 @@ def test_budget_payment_and_negative_corruptions_are_found(engine: Engine) -> No
             text("UPDATE wallet_account SET may_go_negative = :yes WHERE code = 'wallet:H2:food'"),
             {"yes": True},
         )
-        problems = reports.reconcile(session)
+        problems = reconcile.reconcile(session)
     found = _checks(problems)
     assert ("budget_credits", "program food_voucher") in found
     assert ("payment_sums", f"payment {made['at_shop']}") in found
@@ -130,7 +130,7 @@ def test_a_transfer_that_resolves_nothing_is_found(engine: Engine) -> None:
                 created_at=NOW,
             )
         )
-        problems = reports.reconcile(session)
+        problems = reconcile.reconcile(session)
     assert ("transfer_shape", "transfer 1") not in _checks(problems)
     assert any(
         p.check == "transfer_shape" and p.message == "does not resolve pending transfer 1"
@@ -232,7 +232,7 @@ def test_reconcile_runs_in_sql_over_many_rows(engine: Engine) -> None:
         )
     with session_scope() as session:
         started = time.monotonic()
-        problems = reports.reconcile(session)
+        problems = reconcile.reconcile(session)
         seconds = time.monotonic() - started
     assert problems == []
     assert seconds < 5, f"reconcile took {seconds:.1f} s over {2 * n} transfers"

@@ -295,12 +295,12 @@ def reconcile_command(as_json: Json = False) -> None:
     import time
 
     from qamqor.kit.db import session_scope
-    from qamqor.wallet import reports
+    from qamqor.wallet import reconcile
 
     started = time.monotonic()
     with session_scope() as session:
-        problems = reports.reconcile(session)
-        seen = reports.counts(session)
+        problems = reconcile.reconcile(session)
+        seen = reconcile.counts(session)
     seconds = time.monotonic() - started
     if as_json:
         print(
