@@ -297,6 +297,7 @@ def main() -> None:
     env = {**os.environ}
     out = ROOT / "var" / "bench" / "worker"
     out.mkdir(parents=True, exist_ok=True)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     since = dt.datetime.now(dt.UTC)
     workers = [
         subprocess.Popen(
@@ -370,6 +371,9 @@ def main() -> None:
         "rate": args.rate,
         "workers": args.workers,
         "batch": args.batch,
+        "chunk": args.chunk,
+        # other users of the machine show here: the run shares 2 cores with them
+        "load_average_before": load_before,
         "producer": produced,
         "cycles": len(cycles),
         "mean_events_per_cycle": round(
@@ -378,6 +382,9 @@ def main() -> None:
         if cycles
         else None,
         "phase_seconds_total": {k: round(v, 1) for k, v in phases.items()},
+        "cycle_seconds_mean": round(statistics.mean(c["seconds"] for c in cycles), 3)
+        if cycles
+        else None,
         **result,
     }
     results = ROOT / "benchmarks" / "results"

@@ -307,3 +307,37 @@ def test_several_workers_share_the_inbox_on_postgresql(decided: Engine, tmp_path
             )
         ).all()
         assert len(lines) == len({r[0] for r in lines}) == len(pushed) // 2
+
+
+def test_a_step_that_collides_with_another_worker_is_done_again() -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from qamqor.proactive.worker import _ATTEMPTS, CycleReport, _retrying
+
+    collision = IntegrityError("INSERT INTO decision_head ...", {}, Exception("duplicate key"))
+    tries: list[int] = []
+
+    def collides_twice() -> None:
+        tries.append(1)
+        if len(tries) <= 2:
+            raise collision
+
+    report = CycleReport()
+    _retrying(report, collides_twice)
+    assert (len(tries), report.retries) == (3, 2)
+
+    def always_collides() -> None:
+        raise collision
+
+    report = CycleReport()
+    with pytest.raises(IntegrityError):
+        _retrying(report, always_collides)
+    assert report.retries == _ATTEMPTS - 1
+
+    def fails() -> None:
+        raise ValueError("not a collision")
+
+    report = CycleReport()
+    with pytest.raises(ValueError, match="not a collision"):
+        _retrying(report, fails)
+    assert report.retries == 0

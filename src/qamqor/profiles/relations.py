@@ -21,6 +21,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 
 from qamqor.profiles.facts import FACT_COLUMNS
 
@@ -173,7 +174,10 @@ def create_relations(
         )
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE target (household_id VARCHAR PRIMARY KEY)")
-        con.executemany("INSERT INTO target VALUES (?)", [[h] for h in sorted(set(households))])
+        # as one Arrow table: DuckDB's executemany runs a statement per row (0.75 s a thousand)
+        con.register("target_in", pa.table({"household_id": sorted(set(households))}))
+        con.execute("INSERT INTO target SELECT household_id FROM target_in")
+        con.unregister("target_in")
     # Per person on the reference date: in work or in employment measures (any employment
     # record: employed, self-employed, registered unemployed), and the disability group.
     con.execute(
