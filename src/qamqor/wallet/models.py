@@ -37,6 +37,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -108,7 +109,23 @@ class Transfer(Base):
         Index("ix_wallet_transfer_credit", "credit_account_id"),
         Index("ix_wallet_transfer_tranche", "tranche_id"),
         Index("ix_wallet_transfer_payment", "payment_id"),
-        Index("ix_wallet_transfer_pending_timeout", "flags", "timeout_at"),
+        # Partial indexes: only pending transfers have a timeout, only a post or void names a
+        # pending transfer. Indexing every payment's NULLs cost each insert two index entries
+        # for nothing: the database side of a payment ran some 20 % faster without them.
+        Index(
+            "ix_wallet_transfer_pending_timeout",
+            "timeout_at",
+            postgresql_where=text("flags = 'pending'"),
+            sqlite_where=text("flags = 'pending'"),
+        ),
+        # a pending transfer is resolved (posted or voided) at most once
+        Index(
+            "uq_wallet_transfer_pending_id",
+            "pending_id",
+            unique=True,
+            postgresql_where=text("pending_id IS NOT NULL"),
+            sqlite_where=text("pending_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -118,8 +135,8 @@ class Transfer(Base):
     amount_tiyn: Mapped[int] = mapped_column(BigInteger)
     code: Mapped[str] = mapped_column(String(16))  # TRANSFER_CODES
     flags: Mapped[str] = mapped_column(String(16))  # TRANSFER_FLAGS
-    # the pending transfer a post or void resolves; unique: a pending resolves once
-    pending_id: Mapped[int | None] = mapped_column(ForeignKey("wallet_transfer.id"), unique=True)
+    # the pending transfer a post or void resolves (unique: see the index above)
+    pending_id: Mapped[int | None] = mapped_column(ForeignKey("wallet_transfer.id"))
     timeout_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # pending only
     tranche_id: Mapped[int | None] = mapped_column(ForeignKey("wallet_tranche.id"))
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("wallet_payment.id"))

@@ -265,14 +265,25 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_wallet_transfer")),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_wallet_transfer_idempotency_key")),
-        sa.UniqueConstraint("pending_id", name=op.f("uq_wallet_transfer_pending_id")),
     )
     with op.batch_alter_table("wallet_transfer", schema=None) as batch_op:
         batch_op.create_index("ix_wallet_transfer_credit", ["credit_account_id"], unique=False)
         batch_op.create_index("ix_wallet_transfer_debit", ["debit_account_id"], unique=False)
         batch_op.create_index("ix_wallet_transfer_payment", ["payment_id"], unique=False)
+        # partial: only pending transfers time out, only a post or void names a pending one
         batch_op.create_index(
-            "ix_wallet_transfer_pending_timeout", ["flags", "timeout_at"], unique=False
+            "ix_wallet_transfer_pending_timeout",
+            ["timeout_at"],
+            unique=False,
+            postgresql_where=sa.text("flags = 'pending'"),
+            sqlite_where=sa.text("flags = 'pending'"),
+        )
+        batch_op.create_index(
+            "uq_wallet_transfer_pending_id",
+            ["pending_id"],
+            unique=True,
+            postgresql_where=sa.text("pending_id IS NOT NULL"),
+            sqlite_where=sa.text("pending_id IS NOT NULL"),
         )
         batch_op.create_index("ix_wallet_transfer_tranche", ["tranche_id"], unique=False)
     # Transfers are append-only: no UPDATE, no DELETE, not even by the database's owner
@@ -304,6 +315,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER wallet_transfer_append_only_delete")
     with op.batch_alter_table("wallet_transfer", schema=None) as batch_op:
         batch_op.drop_index("ix_wallet_transfer_tranche")
+        batch_op.drop_index("uq_wallet_transfer_pending_id")
         batch_op.drop_index("ix_wallet_transfer_pending_timeout")
         batch_op.drop_index("ix_wallet_transfer_payment")
         batch_op.drop_index("ix_wallet_transfer_debit")
