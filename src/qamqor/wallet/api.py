@@ -128,6 +128,14 @@ def _in_transaction(work: Callable[[Session], T], *, retry_on_conflict: bool = F
         return work(session)
 
 
+def _answer(work: Callable[[Session], Any], language: str) -> Any:
+    """``work``'s answer in one transaction, or its refusal as ``{reason, message}``."""
+    try:
+        return _in_transaction(work)
+    except PaymentRefusedError as exc:
+        return refusal(exc, language)
+
+
 # --- merchants (admin) ------------------------------------------------------------------------
 
 
@@ -318,10 +326,7 @@ def get_payment(
             raise _refuse("unknown_payment", f"no payment {payment_id}")
         return receipt_out(session, caller.principal, payment, merchant, language, now)
 
-    try:
-        return _in_transaction(read)
-    except PaymentRefusedError as exc:
-        return refusal(exc, language)
+    return _answer(read, language)
 
 
 def _resolve(caller: Caller, payment_id: int, language: str, *, post: bool) -> Any:
@@ -334,10 +339,7 @@ def _resolve(caller: Caller, payment_id: int, language: str, *, post: bool) -> A
         payment = resolve(session, payment_id, merchant_bin=merchant.bin, now=now)
         return receipt_out(session, caller.principal, payment, merchant, language, now)
 
-    try:
-        return _in_transaction(work)
-    except PaymentRefusedError as exc:
-        return refusal(exc, language)
+    return _answer(work, language)
 
 
 @router.post(
@@ -454,10 +456,7 @@ def list_settlements(
             ],
         )
 
-    try:
-        return _in_transaction(read)
-    except PaymentRefusedError as exc:
-        return refusal(exc, language)
+    return _answer(read, language)
 
 
 # --- the citizen's wallet ---------------------------------------------------------------------
@@ -508,10 +507,7 @@ def create_payment_code(
             expires_at=row.expires_at,
         )
 
-    try:
-        return _in_transaction(work)
-    except PaymentRefusedError as exc:
-        return refusal(exc, language)
+    return _answer(work, language)
 
 
 @router.get(
@@ -534,10 +530,7 @@ def get_my_wallet(
         record_read(session, caller.principal, "wallet.read", household, ["payments"])
         return wallet_view(session, household, language, now)
 
-    try:
-        return _in_transaction(read)
-    except PaymentRefusedError as exc:
-        return refusal(exc, language)
+    return _answer(read, language)
 
 
 @router.get(
@@ -570,10 +563,7 @@ def list_my_transactions(
             items=items,
         )
 
-    try:
-        return _in_transaction(read)
-    except PaymentRefusedError as exc:
-        return refusal(exc, language)
+    return _answer(read, language)
 
 
 @router.post(
@@ -608,7 +598,4 @@ def activate_tranche(
             raise _refuse("voucher_lapsed", str(exc)) from exc
         return tranche_out(tranche, language, now)
 
-    try:
-        return _in_transaction(work)
-    except PaymentRefusedError as exc:
-        return refusal(exc, language)
+    return _answer(work, language)
