@@ -514,3 +514,14 @@ def test_a_request_sent_twice_at_once_charges_once(world: World) -> None:
     with session_scope() as session:
         wallet = ledger.account_by_code(session, ledger.wallet_code(HOME, "food"))
         assert wallet is not None and wallet.balance_tiyn == 93_000
+
+
+def test_the_citizens_access_log_names_the_shop_that_read_the_balance(world: World) -> None:
+    w = world
+    assert pay(w, new_code(w), 1_000, "log-1").status_code == 201
+    log = w.client.get("/api/v1/me/access-log", headers=w.citizen)
+    assert log.status_code == 200, log.text
+    (shop_read,) = [e for e in log.json()["items"] if e["action"] == "wallet.charge"]
+    assert shop_read["who"] == "merchant_client"
+    assert shop_read["institution"] == f"shop-1 (BIN {w.shop_bin})"
+    assert shop_read["officer"] is None  # an organisation, not a person

@@ -311,10 +311,15 @@ def log_item(
     session: Session, event: AccessEvent, account: Account | None, viewer_iin: str, lang: str
 ) -> dict[str, Any]:
     """One line of a citizen's access log. The officer is named only where the policy shows
-    identities (never for auditors' checks); other household members are not named."""
+    identities (never for auditors' checks); other household members are not named. A machine
+    client — the shop that read the balance it charged — is an organisation, not a person: it
+    is named as the institution (its client's name and BIN) where no institution was recorded."""
     officer = None
     if _identity_shown(event) and account is not None:
         officer = account.display_name
+    institution = event.institution
+    if institution is None and account is not None and event.principal_kind == "merchant_client":
+        institution = f"{account.display_name} (BIN {account.bin})"
     if event.principal_kind == "citizen":
         who = "you" if account is not None and account.iin == viewer_iin else "household_member"
     else:
@@ -331,7 +336,7 @@ def log_item(
         "occurred_at": event.occurred_at,
         "household_id": event.household_id,
         "who": who,
-        "institution": event.institution,
+        "institution": institution,
         "role": event.role,
         "officer": officer,
         "action": event.action,
