@@ -476,6 +476,44 @@ def test_a_notice_goes_once_to_whoever_accepted(world: World) -> None:
         assert rows[1].link == f"https://e.qamqor.kz/n/{changed}"
 
 
+def test_a_cycles_messages_are_queued_in_one_go_as_one_at_a_time(world: World) -> None:
+    """``notify_all`` (the worker) writes what ``notify_offer`` and ``notify_notice`` write."""
+    from qamqor.privacy import preferences
+
+    with session_scope() as session:
+        preferences.set_language(session, world.outsider, "kk", "portal", NOW)
+        home = add_offer(session, world.head)
+        other = add_offer(session, world.outsider, household=OTHER)
+        declined = add_offer(session, world.head, status="declined")
+        nobody = add_offer(session, None)
+        accepted = add_offer(session, world.head)
+        offers.accept(session, accepted.id, world.spouse, "sms", NOW)
+        lost = session.get(Notice, add_notice(session, accepted.id, "eligibility_lost"))
+        changed = session.get(Notice, add_notice(session, accepted.id, "amount_changed"))
+        assert lost is not None and changed is not None
+        batch = [home, other, declined, nobody]
+        assert notify.notify_all(session, batch, [lost, changed], NOW) == 4
+        assert [o.status for o in batch] == ["notified", "notified", "declined", "created"]
+        assert home.notified_at == NOW
+        expected = {
+            f"offer:{home.id}": (world.head, "ru", notify.offer_message(home, "ru")),
+            f"offer:{other.id}": (world.outsider, "kk", notify.offer_message(other, "kk")),
+            f"notice:{lost.id}": (world.spouse, "ru", notify.notice_message(lost, "ru")),
+            f"notice:{changed.id}": (world.spouse, "ru", notify.notice_message(changed, "ru")),
+        }
+        rows = session.scalars(select(Notification)).all()
+        assert {r.dedupe_key: (r.recipient_iin, r.lang, (r.text, r.link)) for r in rows} == expected
+        assert {(r.status, r.attempts, r.created_at) for r in rows} == {("pending", 0, NOW)}
+        assert notify.notice_recipients(session, [lost]) == {lost.id: world.spouse}
+    # again, and one at a time after it: nothing new
+    with session_scope() as session:
+        again = [offers.get_offer(session, o.id) for o in (home, other)]
+        assert notify.notify_all(session, again, [], NOW + dt.timedelta(hours=1)) == 0
+        assert notify.notify_offer(session, again[0], NOW) is not None
+        assert again[0].notified_at == NOW
+    assert count(Notification) == 4
+
+
 # --- every text fits one SMS ---------------------------------------------------------------
 
 LONGEST_AMOUNT = 123_456_789  # 1 234 567,89 ₸

@@ -156,6 +156,223 @@ def test_a_late_event_changes_nothing_and_a_lost_eligibility_is_a_notice(
     assert run_once(decided).notices == 0
 
 
+def _accept_directly(household: str, period_end: dt.date | None) -> Entitlement:
+    """The household's АСП offer accepted (the offers module does this for the citizen)."""
+    with session_scope() as session:
+        offer = session.scalars(
+            select(Offer).where(Offer.household_id == household, Offer.program_id == "asp")
+        ).one()
+        offer.status = "accepted"
+        entitlement = Entitlement(
+            offer_id=offer.id,
+            household_id=household,
+            program_id="asp",
+            amount_tiyn=offer.amount_tiyn or 0,
+            period_start=TODAY.replace(day=1),
+            period_end=period_end,
+            channel="bank",
+            purpose="cash",
+            status="active",
+            created_at=dt.datetime.now(dt.UTC),
+        )
+        session.add(entitlement)
+        session.flush()
+        session.expunge(entitlement)
+        return entitlement
+
+
+def test_an_entitlement_is_never_paid_past_its_period_and_resumes_for_the_programs_duration(
+    decided: Engine,
+) -> None:
+    from qamqor.proactive.notify import local_day
+    from qamqor.proactive.offers import entitlement_period
+
+    with session_scope() as session:
+        household, events = birth_events(session, dt.date(2026, 9, 20))
+    _push(events)
+    run_once(decided)
+    # a period that ends before the notice period would (the end of next month)
+    today = dt.datetime.now(dt.UTC).date()
+    notice_end = (today.replace(day=1) + dt.timedelta(days=62)).replace(day=1) - dt.timedelta(
+        days=1
+    )
+    period_end = notice_end - dt.timedelta(days=10)
+    entitlement = _accept_directly(household, period_end)
+    gone = dict(events[1], event_id=events[1]["event_id"] + "-OUT", type="member_moved_out")
+    gone["payload"] = dict(gone["payload"], member_to="2026-09-25", updated_on="2026-09-25")
+    _push([gone])
+    assert run_once(decided).notices == 1
+    with session_scope() as session:
+        notice = session.scalars(select(Notice).where(Notice.household_id == household)).one()
+        assert (notice.kind, notice.effective_on) == ("eligibility_lost", period_end)
+        ending = session.get(Entitlement, entitlement.id)
+        assert ending is not None
+        # paid to the end of its own period, not to the end of the notice period
+        assert (ending.status, ending.period_end) == ("ending", period_end)
+    # the child is back: eligible again, the payment goes on for the program's 3 months
+    back = dict(events[1], event_id=events[1]["event_id"] + "-BACK")
+    back["payload"] = dict(back["payload"], updated_on="2026-09-28")
+    _push([back])
+    assert run_once(decided).notices == 1
+    with session_scope() as session:
+        asp_offers = session.scalars(
+            select(Offer.id).where(Offer.household_id == household, Offer.program_id == "asp")
+        ).all()
+        assert len(asp_offers) == 1  # paid already: no second offer
+        notices = session.scalars(
+            select(Notice).where(Notice.household_id == household).order_by(Notice.id)
+        ).all()
+        assert [n.kind for n in notices] == ["eligibility_lost", "amount_changed"]
+        resumed = session.get(Entitlement, entitlement.id)
+        assert resumed is not None
+        _, three_months = entitlement_period(local_day(dt.datetime.now(dt.UTC)), 3)
+        assert three_months is not None and three_months > period_end
+        assert (resumed.status, resumed.period_end) == ("active", three_months)
+        assert resumed.period_start == entitlement.period_start
+
+
+def test_an_amount_change_keeps_the_period(decided: Engine) -> None:
+    from qamqor.proactive.worker import reconcile
+
+    with session_scope() as session:
+        household, events = birth_events(session, dt.date(2026, 9, 20))
+    _push(events)
+    run_once(decided)
+    period_end = dt.date(2027, 1, 31)
+    entitlement = _accept_directly(household, period_end)
+    with session_scope() as session:
+        row = session.get(Entitlement, entitlement.id)
+        assert row is not None
+        row.amount_tiyn += 100  # paid more than the decision says now
+    with session_scope() as session:
+        offers, notices = reconcile(session, {household: dt.datetime.now(dt.UTC)}, _now())
+        assert offers == [] and [n.kind for n in notices] == ["amount_changed"]
+        changed = session.get(Entitlement, entitlement.id)
+        assert changed is not None
+        assert (changed.status, changed.period_end) == ("active", period_end)
+        assert changed.amount_tiyn == notices[0].amount_after_tiyn
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def test_heads_of_many_households_are_those_of_each(decided: Engine) -> None:
+    from qamqor.privacy.households import head_of, heads_of
+
+    with session_scope() as session:
+        ids = session.scalars(
+            text("SELECT DISTINCT household_id FROM fact_household ORDER BY 1 LIMIT 40")
+        ).all()
+        wanted = [*ids, "HH-NOBODY"]
+        one_by_one = {h: head_of(session, h) for h in wanted}
+        assert heads_of(session, wanted) == one_by_one
+        assert one_by_one["HH-NOBODY"] is None
+        assert sum(v is not None for v in one_by_one.values()) >= 30
+
+
+def test_one_household_is_recomputed_by_one_worker_at_a_time(decided: Engine) -> None:
+    """A worker that finds a household locked by another does its other households first,
+    then waits for that one and recomputes it from the facts as they are then — those the
+    other applied meanwhile included."""
+    if decided.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one worker: no household locks (docs/proactive.md)")
+    import threading
+
+    from qamqor.proactive import demo
+    from qamqor.proactive.locks import household_lock_key
+    from qamqor.proactive.worker import CycleReport, apply_pending
+    from qamqor.profiles.models import ProfileBuild, ProfileHead
+
+    with session_scope() as session:
+        household, (birth, moved_in) = birth_events(session, dt.date(2026, 9, 20))
+        free = session.scalars(
+            text("SELECT household_id FROM profile_head WHERE household_id <> :h ORDER BY 1"),
+            {"h": household},
+        ).all()
+    real = demo._candidate
+    free_event = None
+    try:
+        for candidate in free:  # a second household, nobody holds it
+            demo._candidate = lambda _s, h=candidate: h  # type: ignore[assignment]
+            try:
+                with session_scope() as session:
+                    other_household, (_, free_event) = birth_events(
+                        session, dt.date(2026, 9, 21), serial_from=5000
+                    )
+                break
+            except QamqorError:
+                continue
+    finally:
+        demo._candidate = real  # type: ignore[assignment]
+    assert free_event is not None
+    started = _now()
+    key = household_lock_key(household)
+    high, low = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+    waiting = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1"
+    )
+    found: list[CycleReport] = []
+    with decided.connect() as other:  # another worker, holding the household
+        other.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        other.commit()
+        _push([moved_in, free_event])
+        worker = threading.Thread(target=lambda: found.append(run_once(decided)))
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not other.execute(waiting, {"high": high, "low": low}).scalar_one():
+            assert time.monotonic() < deadline, "the worker never waited for the lock"
+            assert worker.is_alive(), found
+            time.sleep(0.05)
+        other.commit()
+        with session_scope() as session:  # the free household is done already
+            head = session.get(ProfileHead, other_household)
+            assert head is not None
+            done_first = session.get(ProfileBuild, head.build_id)
+            assert done_first is not None and done_first.started_at >= started
+            assert done_first.households == 1
+        # meanwhile the other worker applies the birth itself
+        _push([birth])
+        assert apply_pending(decided, 10, _now(), CycleReport()) != []
+        with session_scope() as session:
+            newest = session.scalar(select(func.max(RegistryEvent.batch_id)))
+            assert (
+                session.scalar(select(func.count(Offer.id)).where(Offer.household_id == household))
+                == 0
+            )
+        time.sleep(0.3)
+        assert worker.is_alive()  # still waiting
+        other.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        other.commit()
+        worker.join(timeout=120)
+    assert not worker.is_alive()
+    (report,) = found
+    assert (report.applied, report.households, report.done, report.waited) == (2, 2, 2, 1)
+    assert report.phases["lock"] >= 0.3
+    with session_scope() as session:
+        head = session.get(ProfileHead, household)
+        assert head is not None
+        build = session.get(ProfileBuild, head.build_id)
+        # its profile was built from the facts the other worker applied while it waited
+        assert build is not None and build.max_batch_id >= newest
+        assert (
+            "asp"
+            in session.scalars(
+                select(Offer.program_id).where(Offer.household_id == household)
+            ).all()
+        )
+    # the lock connection went back to the pool holding nothing
+    with decided.connect() as conn:
+        held = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid::bigint = :low"
+            ),
+            {"low": low},
+        ).scalar_one()
+        assert held == 0
+
+
 def _worker_url(engine: Engine) -> str:
     url = engine.url.render_as_string(hide_password=False)
     if engine.dialect.name == "postgresql":

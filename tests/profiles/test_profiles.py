@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import duckdb
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -96,6 +97,50 @@ def test_the_published_catalogue_checks() -> None:
     assert all(set(f.names) >= {"ru", "kk", "en"} for f in catalogue.features.values())
 
 
+def test_the_resident_engine_is_locked_and_keeps_nothing_of_one_use_for_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyarrow as pa
+
+    from qamqor.kit.duck import compute_engine, lock_down
+    from qamqor.kit.settings import get_settings
+
+    def tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+        return con.execute(
+            "SELECT table_name, schema_name FROM duckdb_tables() "
+            "UNION ALL SELECT view_name, schema_name FROM duckdb_views() WHERE NOT internal "
+            "ORDER BY 1"
+        ).fetchall()
+
+    spills = set()
+    for _ in range(2):
+        with compute_engine("profiles", resident=True) as con:
+            assert tables(con) == []
+            con.register("incoming", pa.table({"iin": ["850314300123"]}))
+            con.execute("CREATE OR REPLACE TABLE fact_population AS SELECT * FROM incoming")
+            con.execute("CREATE OR REPLACE TEMP TABLE person AS FROM fact_population")
+            lock_down(con)  # locked from the start: nothing to do, nothing refused
+            assert con.execute("SELECT count(*) FROM person").fetchall() == [(1,)]
+            with pytest.raises(duckdb.Error, match="file system operations are disabled"):
+                con.execute("SELECT * FROM read_csv('/etc/passwd')")
+            with pytest.raises(duckdb.Error, match="locked"):
+                con.execute("SET enable_external_access = true")
+            spills.add(con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0])
+    assert len(spills) == 1  # one engine, opened once
+    # the country-wide run still opens an engine of its own, on disk, with the memory limit
+    monkeypatch.setenv("QAMQOR_COMPUTE_MEMORY_LIMIT", "1GB")
+    get_settings.cache_clear()
+    with compute_engine("profiles", on_disk=True, resident=True) as con:
+        assert con.execute("SELECT current_setting('lock_configuration')").fetchall() == [(False,)]
+        path = con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchall()
+        assert path[0][0].endswith("profiles.duckdb")
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchall()
+        assert limit == [("953.6 MiB",)]
+    # and a resident engine opened with other settings is opened again with them
+    with compute_engine("profiles", resident=True) as con:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchall() == limit
+
+
 def test_profiles_are_built_versioned_and_traceable(engine: Engine, extracts: Path) -> None:
     _ingest(engine, [extracts])
     first = build(engine, AS_OF)
@@ -128,6 +173,12 @@ def test_profiles_are_built_versioned_and_traceable(engine: Engine, extracts: Pa
     # One household alone gives the same profile as the whole-country run: one code path.
     single = build(engine, AS_OF, households=[household])
     assert single.households == 1 and single.changed == 0
+    # ... and so do the worker's micro-batches in its resident engine, one after the other
+    # (nothing of one build is left for the next)
+    for start in (0, 30, 0):
+        batch = [h for (h,) in some[start : start + 60]]
+        resident = build(engine, AS_OF, households=batch, resident=True)
+        assert (resident.households, resident.changed) == (60, 0)
 
     # Every member counted is traced to its household row and its population row.
     with session_scope(engine) as session:

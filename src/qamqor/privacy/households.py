@@ -10,6 +10,7 @@ fact; a household without a current head has no region, and only national scopes
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,25 @@ def is_member(session: Session, household_id: str, iin: str, on: dt.date | None 
 def head_of(session: Session, household_id: str, on: dt.date | None = None) -> str | None:
     heads = [m.iin for m in members(session, household_id, on) if m.relation == "head"]
     return heads[0] if heads else None
+
+
+def heads_of(
+    session: Session, household_ids: Iterable[str], on: dt.date | None = None
+) -> dict[str, str | None]:
+    """``head_of`` for many households at once (the worker offering support to a cycle's
+    households: a lookup each took 0.5 ms-1 ms on PostgreSQL, a query per 500 here); every
+    household asked for is a key, None without a current head."""
+    wanted = sorted(set(household_ids))
+    found: dict[str, str | None] = dict.fromkeys(wanted)
+    for start in range(0, len(wanted), 500):  # 500 per IN list, well under SQLite's limit
+        chunk = set(wanted[start : start + 500])
+        ids = select(HouseholdFact.source_record_id).where(HouseholdFact.household_id.in_(chunk))
+        for member in _current(session, ids, on):
+            # in (household, IIN) order, as head_of takes the first
+            household = member.household_id
+            if member.relation == "head" and household in chunk and found[household] is None:
+                found[household] = member.iin
+    return found
 
 
 def region_of_person(session: Session, iin: str) -> str | None:

@@ -301,6 +301,92 @@ def notify_notice(session: Session, notice: Notice, now: dt.datetime) -> Notific
     return notification
 
 
+def notify_all(
+    session: Session, offers: Sequence[Offer], notices: Sequence[Notice], now: dt.datetime
+) -> int:
+    """``notify_offer`` and ``notify_notice`` for many at once (the worker's cycle): the
+    recipients and their languages read in a query or two, and the outbox rows written in
+    one ``INSERT ... ON CONFLICT (dedupe_key) DO NOTHING`` per 500 rows. One at a time these
+    were three statements a message and a head-of-household lookup per offer, 0.5 s per
+    thousand events. Same rules, same rows; returns how many messages were queued anew."""
+    due = [
+        o
+        for o in offers
+        if o.status in NOTIFIABLE and now < o.expires_at and o.recipient_iin is not None
+    ]
+    recipients = notice_recipients(session, notices)
+    languages = preferences.languages_of(
+        session,
+        [o.recipient_iin for o in due if o.recipient_iin]
+        + [r for r in recipients.values() if r is not None],
+    )
+    rows: list[dict[str, Any]] = []
+
+    def row(key: str, household_id: str, iin: str, message: tuple[str, str]) -> None:
+        rows.append(
+            {
+                "dedupe_key": key,
+                "household_id": household_id,
+                "recipient_iin": iin,
+                "channel": SMS_CHANNEL,
+                "lang": languages[iin],
+                "text": message[0],
+                "link": message[1],
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+            }
+        )
+
+    for offer in due:
+        assert offer.recipient_iin is not None
+        lang = languages[offer.recipient_iin]
+        row(
+            f"offer:{offer.id}", offer.household_id, offer.recipient_iin, offer_message(offer, lang)
+        )
+        if offer.status == "created":
+            offer.status = "notified"
+            offer.notified_at = now
+    for notice in notices:
+        recipient = recipients.get(notice.id)
+        if recipient is not None:
+            message = notice_message(notice, languages[recipient])
+            row(f"notice:{notice.id}", notice.household_id, recipient, message)
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    queued = 0
+    for start in range(0, len(rows), 500):
+        statement = (
+            insert(Notification)
+            .values(rows[start : start + 500])
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(Notification.id)
+        )
+        queued += len(session.scalars(statement).all())
+    session.flush()
+    return queued
+
+
+def notice_recipients(session: Session, notices: Sequence[Notice]) -> dict[int, str | None]:
+    """``notice_recipient`` of each notice (by notice id), in two queries for them all."""
+    by_entitlement: dict[int, str] = {}
+    entitlement_ids = sorted({n.entitlement_id for n in notices})
+    for start in range(0, len(entitlement_ids), 500):
+        for entitlement_id, recipient, subject in session.execute(
+            select(Entitlement.id, Offer.recipient_iin, Consent.subject_iin)
+            .join(Entitlement, Entitlement.offer_id == Offer.id)
+            .outerjoin(Consent, Consent.id == Offer.consent_id)
+            .where(Entitlement.id.in_(entitlement_ids[start : start + 500]))
+        ):
+            if subject or recipient:
+                by_entitlement[entitlement_id] = str(subject or recipient)
+    found: dict[int, str | None] = {n.id: by_entitlement.get(n.entitlement_id) for n in notices}
+    heads = households.heads_of(session, [n.household_id for n in notices if found[n.id] is None])
+    for notice in notices:
+        if found[notice.id] is None:
+            found[notice.id] = heads[notice.household_id]
+    return found
+
+
 def outbox(
     session: Session, *, status: str | None = "pending", limit: int = 50
 ) -> list[Notification]:

@@ -118,11 +118,14 @@ def build(
     as_of: dt.date,
     households: Sequence[str] | None = None,
     progress: Progress | None = None,
+    resident: bool = False,
 ) -> BuildReport:
-    """Profiles of every household (or of ``households``) as of ``as_of``; quality issues too."""
+    """Profiles of every household (or of ``households``) as of ``as_of``; quality issues too.
+
+    ``resident`` computes in the process's resident DuckDB (the worker: ``kit/duck.py``)."""
     started = time.monotonic()
     started_at = dt.datetime.now(dt.UTC)
-    with open_snapshot(engine, as_of, households, progress) as snapshot:
+    with open_snapshot(engine, as_of, households, progress, resident=resident) as snapshot:
         mark = time.monotonic()
         if progress is not None:
             progress("computing features", 0, None)

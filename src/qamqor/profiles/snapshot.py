@@ -64,14 +64,18 @@ def open_snapshot(
     max_batch_id: int | None = None,
     now: dt.datetime | None = None,
     check: bool = True,
+    resident: bool = False,
 ) -> Iterator[Snapshot]:
     """Facts up to the newest batch (or ``max_batch_id``), relations as of ``as_of``, and,
-    unless ``check`` is off (listing a value's sources needs no findings), the checks run."""
+    unless ``check`` is off (listing a value's sources needs no findings), the checks run.
+
+    ``resident``: in a scratch schema of the process's resident DuckDB (``kit/duck.py``; a
+    worker's micro-batches) rather than an engine opened for this snapshot."""
     catalogue = load_catalogue()
     checks = load_checks()
     phases: dict[str, float] = {}
     mark = time.monotonic()
-    with compute_engine("profiles", on_disk=households is None) as con:
+    with compute_engine("profiles", on_disk=households is None, resident=resident) as con:
         with engine.connect() as conn:
             max_batch = facts.latest_batch_id(conn) if max_batch_id is None else max_batch_id
             if households is None:
