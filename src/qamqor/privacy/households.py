@@ -80,8 +80,7 @@ def is_member(session: Session, household_id: str, iin: str, on: dt.date | None 
 
 
 def head_of(session: Session, household_id: str, on: dt.date | None = None) -> str | None:
-    heads = [m.iin for m in members(session, household_id, on) if m.relation == "head"]
-    return heads[0] if heads else None
+    return heads_of(session, [household_id], on)[household_id]
 
 
 def heads_of(

@@ -212,34 +212,10 @@ def preferred_language(session: Session, iin: str) -> str:
     return preferences.language_of(session, iin)
 
 
-def _enqueue(
-    session: Session,
-    *,
-    dedupe_key: str,
-    household_id: str,
-    recipient_iin: str,
-    lang: str,
-    message: tuple[str, str],
-    now: dt.datetime,
-) -> Notification:
-    text, link = message
-    return insert_once(
-        session,
-        Notification,
-        {
-            "dedupe_key": dedupe_key,
-            "household_id": household_id,
-            "recipient_iin": recipient_iin,
-            "channel": SMS_CHANNEL,
-            "lang": lang,
-            "text": text,
-            "link": link,
-            "status": "pending",
-            "attempts": 0,
-            "created_at": now,
-        },
-        "dedupe_key",
-    )
+def _queued(session: Session, dedupe_key: str) -> Notification | None:
+    return session.scalars(
+        select(Notification).where(Notification.dedupe_key == dedupe_key)
+    ).one_or_none()
 
 
 def notify_offer(session: Session, offer: Offer, now: dt.datetime) -> Notification | None:
@@ -247,58 +223,25 @@ def notify_offer(session: Session, offer: Offer, now: dt.datetime) -> Notificati
 
     Nothing is sent for an offer already answered or expired, nor for one without a
     recipient (a household without a head): the portal still shows it. Calling it again
-    writes nothing and returns the first notification.
+    writes nothing and returns the first notification. :func:`notify_all` for one offer.
     """
     if offer.status not in NOTIFIABLE or now >= offer.expires_at or not offer.recipient_iin:
         return None
-    lang = preferred_language(session, offer.recipient_iin)
-    notification = _enqueue(
-        session,
-        dedupe_key=f"offer:{offer.id}",
-        household_id=offer.household_id,
-        recipient_iin=offer.recipient_iin,
-        lang=lang,
-        message=offer_message(offer, lang),
-        now=now,
-    )
-    if offer.status == "created":
-        offer.status = "notified"
-        offer.notified_at = now
-    session.flush()
-    return notification
+    notify_all(session, [offer], [], now)
+    return _queued(session, f"offer:{offer.id}")
 
 
 def notice_recipient(session: Session, notice: Notice) -> str | None:
     """Who hears of a notice: whoever accepted the offer (the consent's subject), else the
     offer's recipient, else the household's current head."""
-    row = session.execute(
-        select(Offer.recipient_iin, Consent.subject_iin)
-        .join(Entitlement, Entitlement.offer_id == Offer.id)
-        .outerjoin(Consent, Consent.id == Offer.consent_id)
-        .where(Entitlement.id == notice.entitlement_id)
-    ).first()
-    if row is not None and (row.subject_iin or row.recipient_iin):
-        return str(row.subject_iin or row.recipient_iin)
-    return households.head_of(session, notice.household_id)
+    return notice_recipients(session, [notice])[notice.id]
 
 
 def notify_notice(session: Session, notice: Notice, now: dt.datetime) -> Notification | None:
-    """Put the notice's SMS in the outbox once (``notice:<id>``); None without a recipient."""
-    recipient = notice_recipient(session, notice)
-    if recipient is None:
-        return None
-    lang = preferred_language(session, recipient)
-    notification = _enqueue(
-        session,
-        dedupe_key=f"notice:{notice.id}",
-        household_id=notice.household_id,
-        recipient_iin=recipient,
-        lang=lang,
-        message=notice_message(notice, lang),
-        now=now,
-    )
-    session.flush()
-    return notification
+    """Put the notice's SMS in the outbox once (``notice:<id>``); None without a recipient.
+    :func:`notify_all` for one notice."""
+    notify_all(session, [], [notice], now)
+    return _queued(session, f"notice:{notice.id}")
 
 
 def notify_all(

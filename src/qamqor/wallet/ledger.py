@@ -193,6 +193,29 @@ def _move(
     )
 
 
+def _check(request: TransferRequest) -> None:
+    if request.code not in TRANSFER_CODES:
+        raise ValueError(f"unknown transfer code {request.code!r}")
+    if not isinstance(request.amount_tiyn, int) or request.amount_tiyn <= 0:
+        raise LedgerError("amount must be a positive whole number of tiyn")
+    if request.debit_account_id == request.credit_account_id:
+        raise LedgerError("a transfer needs two different accounts")
+
+
+def _check_available(debit: Account, amount: int) -> None:
+    if not debit.may_go_negative and debit.available_tiyn < amount:
+        raise InsufficientFundsError(
+            f"account {debit.code} has {debit.available_tiyn} tiyn available, {amount} asked"
+        )
+
+
+def _keep_true(account: Account, *, debits_pending: int = 0, debits_posted: int = 0) -> None:
+    """Keep a locked account's loaded copy equal to its row after an increment by SQL,
+    without making it dirty (an ORM flush would write the same sums a second time)."""
+    set_committed_value(account, "debits_pending", account.debits_pending + debits_pending)
+    set_committed_value(account, "debits_posted", account.debits_posted + debits_posted)
+
+
 def existing_transfer(session: Session, key: str) -> Transfer | None:
     return session.scalar(select(Transfer).where(Transfer.idempotency_key == key))
 
@@ -214,12 +237,7 @@ def transfer(
     :func:`expire_pending` voids it.
     """
     flags = "pending" if pending else "posted"
-    if request.code not in TRANSFER_CODES:
-        raise ValueError(f"unknown transfer code {request.code!r}")
-    if not isinstance(request.amount_tiyn, int) or request.amount_tiyn <= 0:
-        raise LedgerError("amount must be a positive whole number of tiyn")
-    if request.debit_account_id == request.credit_account_id:
-        raise LedgerError("a transfer needs two different accounts")
+    _check(request)
     found = existing_transfer(session, request.key)
     if found is not None:
         if not _same(found, request, flags):
@@ -233,20 +251,16 @@ def transfer(
     debit = accounts.get(request.debit_account_id)
     if debit is None:
         raise LedgerError(f"no account {request.debit_account_id}")
-    if not debit.may_go_negative and debit.available_tiyn < request.amount_tiyn:
-        raise InsufficientFundsError(
-            f"account {debit.code} has {debit.available_tiyn} tiyn available, "
-            f"{request.amount_tiyn} asked"
-        )
+    _check_available(debit, request.amount_tiyn)
     amount = request.amount_tiyn
     if pending:
         _move(session, request.debit_account_id, debits_pending=amount)
         _move(session, request.credit_account_id, credits_pending=amount)
-        debit.debits_pending += amount  # the locked copy stays true for the caller's next check
+        _keep_true(debit, debits_pending=amount)  # true for the caller's next check
     else:
         _move(session, request.debit_account_id, debits_posted=amount)
         _move(session, request.credit_account_id, credits_posted=amount)
-        debit.debits_posted += amount
+        _keep_true(debit, debits_posted=amount)
     row = Transfer(
         idempotency_key=request.key,
         debit_account_id=request.debit_account_id,
@@ -288,12 +302,7 @@ def transfer_new(
     sums: dict[int, list[int]] = {}  # account id -> [debits_pending, debits_posted, ...]
     debited: dict[int, int] = {}
     for request in requests:
-        if request.code not in TRANSFER_CODES:
-            raise ValueError(f"unknown transfer code {request.code!r}")
-        if not isinstance(request.amount_tiyn, int) or request.amount_tiyn <= 0:
-            raise LedgerError("amount must be a positive whole number of tiyn")
-        if request.debit_account_id == request.credit_account_id:
-            raise LedgerError("a transfer needs two different accounts")
+        _check(request)
         if request.debit_account_id not in locked:
             raise LedgerError(f"account {request.debit_account_id} is not locked")
         amount = request.amount_tiyn
@@ -301,11 +310,7 @@ def transfer_new(
         sums.setdefault(request.debit_account_id, [0, 0, 0, 0])[0 if pending else 1] += amount
         sums.setdefault(request.credit_account_id, [0, 0, 0, 0])[2 if pending else 3] += amount
     for account_id, amount in debited.items():
-        debit = locked[account_id]
-        if not debit.may_go_negative and debit.available_tiyn < amount:
-            raise InsufficientFundsError(
-                f"account {debit.code} has {debit.available_tiyn} tiyn available, {amount} asked"
-            )
+        _check_available(locked[account_id], amount)
     session.execute(
         TRANSFERS.insert(),
         [
@@ -342,9 +347,8 @@ def transfer_new(
     )
     for account_id, (dq, dp, _cq, _cp) in sums.items():
         account = locked.get(account_id)
-        if account is not None:  # the locked copies stay true without an UPDATE of their own
-            set_committed_value(account, "debits_pending", account.debits_pending + dq)
-            set_committed_value(account, "debits_posted", account.debits_posted + dp)
+        if account is not None:
+            _keep_true(account, debits_pending=dq, debits_posted=dp)
 
 
 def _resolution(session: Session, pending_id: int) -> Transfer | None:
