@@ -4,6 +4,7 @@ the statement of credits, payments, refunds and returns."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -95,6 +96,29 @@ def transactions(
             names[bin_] = found.name if found else bin_
         return names[bin_]
 
+    def entry(
+        kind: str,
+        id_: int,
+        at: dt.datetime,
+        direction: str,
+        tiyn: int,
+        description: str,
+        **fields: Any,
+    ) -> TransactionOut:
+        blank = dict.fromkeys(
+            ("status", "purpose", "program_id", "merchant_bin", "merchant_name", "payment_id")
+        )
+        return TransactionOut(
+            kind=kind,
+            id=id_,
+            occurred_at=at,
+            direction=direction,
+            amount_tiyn=tiyn,
+            amount=format_tenge(tiyn, lang),
+            description=description,
+            **{**blank, **fields},
+        )
+
     credits = session.scalars(
         select(Tranche)
         .where(Tranche.household_id == household_id)
@@ -103,23 +127,17 @@ def transactions(
     )
     for t in credits:
         program = program_name(t.program_id, lang)
+        purpose = purpose_name(t.purpose, lang)
         items.append(
-            TransactionOut(
-                kind="credit",
-                id=t.id,
-                occurred_at=t.created_at,
-                direction="in",
-                amount_tiyn=t.amount_tiyn,
-                amount=format_tenge(t.amount_tiyn, lang),
-                description=translate(
-                    "wallet.tx.credit", lang, program=program, purpose=purpose_name(t.purpose, lang)
-                ),
-                status=None,
+            entry(
+                "credit",
+                t.id,
+                t.created_at,
+                "in",
+                t.amount_tiyn,
+                translate("wallet.tx.credit", lang, program=program, purpose=purpose),
                 purpose=t.purpose,
                 program_id=t.program_id,
-                merchant_bin=None,
-                merchant_name=None,
-                payment_id=None,
             )
         )
     paid = session.scalars(
@@ -130,23 +148,16 @@ def transactions(
     )
     for p in paid:
         name = merchant_name(p.merchant_bin)
+        status = translate(f"wallet.payment.status.{p.status}", lang)
         items.append(
-            TransactionOut(
-                kind="payment",
-                id=p.id,
-                occurred_at=p.created_at,
-                direction="out",
-                amount_tiyn=p.amount_tiyn,
-                amount=format_tenge(p.amount_tiyn, lang),
-                description=translate(
-                    "wallet.tx.payment",
-                    lang,
-                    merchant=name,
-                    status=translate(f"wallet.payment.status.{p.status}", lang),
-                ),
+            entry(
+                "payment",
+                p.id,
+                p.created_at,
+                "out",
+                p.amount_tiyn,
+                translate("wallet.tx.payment", lang, merchant=name, status=status),
                 status=p.status,
-                purpose=None,
-                program_id=None,
                 merchant_bin=p.merchant_bin,
                 merchant_name=name,
                 payment_id=p.id,
@@ -162,17 +173,13 @@ def transactions(
     for r, bin_ in refunded:
         name = merchant_name(bin_)
         items.append(
-            TransactionOut(
-                kind="refund",
-                id=r.id,
-                occurred_at=r.created_at,
-                direction="in",
-                amount_tiyn=r.amount_tiyn,
-                amount=format_tenge(r.amount_tiyn, lang),
-                description=translate("wallet.tx.refund", lang, merchant=name),
-                status=None,
-                purpose=None,
-                program_id=None,
+            entry(
+                "refund",
+                r.id,
+                r.created_at,
+                "in",
+                r.amount_tiyn,
+                translate("wallet.tx.refund", lang, merchant=name),
                 merchant_bin=bin_,
                 merchant_name=name,
                 payment_id=r.payment_id,
@@ -187,22 +194,15 @@ def transactions(
     ).all()
     for moved, t in returned:
         items.append(
-            TransactionOut(
-                kind="return",
-                id=moved.id,
-                occurred_at=moved.created_at,
-                direction="out",
-                amount_tiyn=moved.amount_tiyn,
-                amount=format_tenge(moved.amount_tiyn, lang),
-                description=translate(
-                    "wallet.tx.return", lang, program=program_name(t.program_id, lang)
-                ),
-                status=None,
+            entry(
+                "return",
+                moved.id,
+                moved.created_at,
+                "out",
+                moved.amount_tiyn,
+                translate("wallet.tx.return", lang, program=program_name(t.program_id, lang)),
                 purpose=t.purpose,
                 program_id=t.program_id,
-                merchant_bin=None,
-                merchant_name=None,
-                payment_id=None,
             )
         )
     order = {"return": 0, "refund": 1, "payment": 2, "credit": 3}  # same instant: credit first
