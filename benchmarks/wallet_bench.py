@@ -23,7 +23,8 @@ first second of each run is warm-up and not counted.
     .venv/bin/python benchmarks/wallet_bench.py --reuse --clients 8 --seconds 10 --profile
 
 ``--profile`` runs one client under cProfile for ``--seconds`` and prints where a payment's
-time goes and how many statements it sends. Writes ``results/wallet-pg.json``.
+time goes and how many statements it sends through SQLAlchemy (the ``wallet_pay`` call itself
+goes on the driver's connection, ``payments._pay_in_database``). Writes ``results/wallet-pg.json``.
 """
 
 from __future__ import annotations
@@ -334,7 +335,12 @@ def profile(url: str, bins: list[str], households: int, seconds: int) -> None:
     made = len(result["latencies"])
     p50 = percentile(result["latencies"], 0.5)
     print(f"\none client, cProfile on: {made} payments, p50 {p50:.2f} ms")
-    print(f"statements per payment (commit not counted): {statements / max(made, 1):.1f}")
+    print(
+        "statements per payment through SQLAlchemy (commit not counted; the wallet_pay call "
+        f"goes on the driver's connection and is not counted either): {statements / made:.1f}"
+        if made
+        else "no payment made"
+    )
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
 
 

@@ -29,7 +29,7 @@ from collections import defaultdict
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -42,9 +42,11 @@ from qamqor.wallet.models import Account, Merchant, Payment, Refund, Tranche, Tr
 AUTHORISATION_TIMEOUT = dt.timedelta(minutes=30)
 PAYMENTS = cast(Table, Payment.__table__)
 USE_DATABASE_FUNCTION = True  # PostgreSQL: the common path in one round trip (migration 0011)
-_WALLET_PAY = text(
-    "SELECT * FROM wallet_pay(:merchant_bin, :key, :hash, :household, :payer, :amount, "
-    ":capture, :timeout_at, :now, CAST(:purposes AS jsonb))"
+# Sent on the driver's own connection, prepared once per connection: the common path of every
+# payment, where SQLAlchemy's statement and result layers cost more client CPU than the rest.
+_WALLET_PAY = (
+    "SELECT id, category, region_code FROM wallet_pay(%s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    "CAST(%s AS jsonb))"
 )
 
 
@@ -71,32 +73,42 @@ def _pay_in_database(
     now: dt.datetime,
 ) -> Payment | None:
     """The new payment made by ``wallet_pay``, or None when it left the case to Python."""
-    row = (
-        session.execute(
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    timeout = None if capture else timeout_at
+    with driver.cursor() as cursor:
+        cursor.execute(
             _WALLET_PAY,
-            {
-                "merchant_bin": merchant_bin,
-                "key": idempotency_key,
-                "hash": digest,
-                "household": household_id,
-                "payer": payer_iin,
-                "amount": amount_tiyn,
-                "capture": capture,
-                "timeout_at": timeout_at,
-                "now": now,
-                "purposes": _purposes_json(),
-            },
+            (
+                *(merchant_bin, idempotency_key, digest, household_id, payer_iin, amount_tiyn),
+                *(capture, timeout_at, now, _purposes_json()),
+            ),
+            prepare=True,
         )
-        .mappings()
-        .first()
-    )
+        row = cursor.fetchone()
     if row is None:
         return None
     # the function changed sums behind the session's back: what it holds of them is stale
     for held in list(session.identity_map.values()):
         if isinstance(held, Tranche | Account):
             session.expire(held)
-    payment = Payment(**row)
+    payment_id, category, region_code = row
+    payment = Payment(
+        id=payment_id,
+        merchant_bin=merchant_bin,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        household_id=household_id,
+        payer_iin=payer_iin,
+        amount_tiyn=amount_tiyn,
+        refunded_tiyn=0,
+        category=category,
+        region_code=region_code,
+        status="posted" if capture else "pending",
+        timeout_at=timeout,
+        created_at=now,
+        resolved_at=now if capture else None,
+    )
     make_transient_to_detached(payment)  # as if loaded: the function wrote its row
     session.add(payment)
     return payment
