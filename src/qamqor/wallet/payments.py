@@ -75,7 +75,6 @@ def _pay_in_database(
     """The new payment made by ``wallet_pay``, or None when it left the case to Python."""
     driver = session.connection().connection.driver_connection
     assert driver is not None
-    timeout = None if capture else timeout_at
     with driver.cursor() as cursor:
         cursor.execute(
             _WALLET_PAY,
@@ -95,23 +94,55 @@ def _pay_in_database(
     payment_id, category, region_code = row
     payment = Payment(
         id=payment_id,
-        merchant_bin=merchant_bin,
-        idempotency_key=idempotency_key,
-        request_hash=digest,
-        household_id=household_id,
-        payer_iin=payer_iin,
-        amount_tiyn=amount_tiyn,
-        refunded_tiyn=0,
-        category=category,
-        region_code=region_code,
-        status="posted" if capture else "pending",
-        timeout_at=timeout,
-        created_at=now,
-        resolved_at=now if capture else None,
+        **_payment_values(
+            merchant_bin=merchant_bin,
+            idempotency_key=idempotency_key,
+            digest=digest,
+            household_id=household_id,
+            payer_iin=payer_iin,
+            amount_tiyn=amount_tiyn,
+            category=category,
+            region_code=region_code,
+            capture=capture,
+            timeout_at=timeout_at,
+            now=now,
+        ),
     )
     make_transient_to_detached(payment)  # as if loaded: the function wrote its row
     session.add(payment)
     return payment
+
+
+def _payment_values(
+    *,
+    merchant_bin: str,
+    idempotency_key: str,
+    digest: str,
+    household_id: str,
+    payer_iin: str | None,
+    amount_tiyn: int,
+    category: str,
+    region_code: str,
+    capture: bool,
+    timeout_at: dt.datetime,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """A new payment's row, as both paths write it (``wallet_pay`` writes the same)."""
+    return {
+        "merchant_bin": merchant_bin,
+        "idempotency_key": idempotency_key,
+        "request_hash": digest,
+        "household_id": household_id,
+        "payer_iin": payer_iin,
+        "amount_tiyn": amount_tiyn,
+        "refunded_tiyn": 0,
+        "category": category,
+        "region_code": region_code,
+        "status": "posted" if capture else "pending",
+        "timeout_at": None if capture else timeout_at,
+        "created_at": now,
+        "resolved_at": now if capture else None,
+    }
 
 
 class PaymentRefusedError(QamqorError):
@@ -227,21 +258,19 @@ def pay(
                 "merchant_suspended", f"merchant {merchant_bin} is {merchant.status}"
             )
         raise _why_not(session, household_id, purposes, found, amount_tiyn, now)
-    values: dict[str, Any] = {
-        "merchant_bin": merchant_bin,
-        "idempotency_key": idempotency_key,
-        "request_hash": digest,
-        "household_id": household_id,
-        "payer_iin": payer_iin,
-        "amount_tiyn": amount_tiyn,
-        "refunded_tiyn": 0,
-        "category": merchant.category,
-        "region_code": merchant.region_code,
-        "status": "posted" if capture else "pending",
-        "timeout_at": None if capture else now + timeout,
-        "created_at": now,
-        "resolved_at": now if capture else None,
-    }
+    values = _payment_values(
+        merchant_bin=merchant_bin,
+        idempotency_key=idempotency_key,
+        digest=digest,
+        household_id=household_id,
+        payer_iin=payer_iin,
+        amount_tiyn=amount_tiyn,
+        category=merchant.category,
+        region_code=merchant.region_code,
+        capture=capture,
+        timeout_at=now + timeout,
+        now=now,
+    )
     # The key is checked by the insert itself, under the wallet's lock: a new key inserts (no
     # lookup first: a round trip less on every payment), a key used before inserts nothing and
     # the earlier payment is returned. A retry racing its own first attempt waits for the lock
