@@ -25,7 +25,7 @@ from qamqor.kit.i18n import normalise_language
 from qamqor.privacy.errors import AccessDeniedError
 from qamqor.proactive import offers
 from qamqor.proactive.models import Entitlement, Notice
-from qamqor.proactive.notify import LINK_BASE, notice_message, published_programs
+from qamqor.proactive.notify import LINK_BASE, notice_message, program_name
 from qamqor.rules.explain import format_tenge
 from qamqor.web.auth import Caller, authorize
 
@@ -97,13 +97,6 @@ def _language(lang: str | None, accept_language: str | None) -> str:
     return normalise_language(lang or accept_language)
 
 
-def _program_name(program_id: str, lang: str) -> str:
-    program = published_programs().get(program_id)
-    if program is None:
-        return program_id
-    return program.names.get(lang) or program.names.get("en") or program_id
-
-
 def _entitlement_out(entitlement: Entitlement, lang: str) -> EntitlementOut:
     return EntitlementOut(
         id=entitlement.id,
@@ -138,7 +131,7 @@ def offer_out(found: offers.OfferView, lang: str, now: dt.datetime) -> OfferOut:
         id=offer.id,
         household_id=offer.household_id,
         program_id=offer.program_id,
-        program_name=_program_name(offer.program_id, lang),
+        program_name=program_name(offer.program_id, lang),
         amount_tiyn=offer.amount_tiyn,
         amount=format_tenge(offer.amount_tiyn, lang) if offer.amount_tiyn is not None else None,
         status=offers.effective_status(offer, now),

@@ -117,6 +117,14 @@ def published_programs() -> dict[str, Program]:
     return load_programs()
 
 
+def program_name(program_id: str, lang: str) -> str:
+    """The program's published name in ``lang`` (English, then the id, when it has none)."""
+    program = published_programs().get(program_id)
+    if program is None:
+        return program_id
+    return program.names.get(lang) or program.names.get("en") or program_id
+
+
 def program_payment(program_id: str) -> dict[str, Any] | None:
     """The program's ``payment`` block: channel, purpose, frequency, duration_months."""
     program = published_programs().get(program_id)

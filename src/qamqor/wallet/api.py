@@ -129,9 +129,12 @@ def _in_transaction(work: Callable[[Session], T], *, retry_on_conflict: bool = F
 
 
 def _answer(work: Callable[[Session], Any], language: str) -> Any:
-    """``work``'s answer in one transaction, or its refusal as ``{reason, message}``."""
+    """``work``'s answer in one transaction, or its refusal as ``{reason, message}`` (an
+    invalid merchant record is ``merchant_invalid``)."""
     try:
         return _in_transaction(work)
+    except merchants.MerchantError as exc:
+        return refusal(_refuse("merchant_invalid", str(exc)), language)
     except PaymentRefusedError as exc:
         return refusal(exc, language)
 
@@ -153,19 +156,19 @@ def register_merchant(
 ) -> Any:
     language = _language(lang, accept_language)
     now = dt.datetime.now(dt.UTC)
-    try:
-        with session_scope() as session:
-            merchant = merchants.register(
-                session,
-                bin_=body.bin,
-                name=body.name,
-                category=body.category,
-                region_code=body.region_code,
-                now=now,
-            )
-            return merchant_out(merchant, language)
-    except merchants.MerchantError as exc:
-        return refusal(_refuse("merchant_invalid", str(exc)), language)
+
+    def work(session: Session) -> MerchantOut:
+        merchant = merchants.register(
+            session,
+            bin_=body.bin,
+            name=body.name,
+            category=body.category,
+            region_code=body.region_code,
+            now=now,
+        )
+        return merchant_out(merchant, language)
+
+    return _answer(work, language)
 
 
 @router.get("/wallet/merchants", response_model=MerchantsOut, summary="The merchant registry")
@@ -200,16 +203,14 @@ def set_merchant_status(
 ) -> Any:
     language = _language(lang, accept_language)
     now = dt.datetime.now(dt.UTC)
-    try:
-        with session_scope() as session:
-            if session.get(Merchant, bin) is None:
-                raise _refuse("unknown_merchant", f"no merchant with BIN {bin}")
-            merchant = merchants.set_status(session, bin, body.status, reason=body.reason, now=now)
-            return merchant_out(merchant, language)
-    except merchants.MerchantError as exc:
-        return refusal(_refuse("merchant_invalid", str(exc)), language)
-    except PaymentRefusedError as exc:
-        return refusal(exc, language)
+
+    def work(session: Session) -> MerchantOut:
+        if session.get(Merchant, bin) is None:
+            raise _refuse("unknown_merchant", f"no merchant with BIN {bin}")
+        merchant = merchants.set_status(session, bin, body.status, reason=body.reason, now=now)
+        return merchant_out(merchant, language)
+
+    return _answer(work, language)
 
 
 # --- payments (POS) ---------------------------------------------------------------------------
@@ -222,18 +223,12 @@ def _merchant_of(session: Session, caller: Caller) -> Merchant:
     return merchant
 
 
-def _earlier(session: Session, merchant: Merchant, key: str) -> Payment | None:
-    return session.scalar(
-        select(Payment).where(Payment.merchant_bin == merchant.bin, Payment.idempotency_key == key)
-    )
-
-
 def _charge(
     session: Session, caller: Caller, body: PaymentIn, lang: str, now: dt.datetime
 ) -> tuple[ReceiptOut, bool]:
     ledger.write_lock(session)
     merchant = _merchant_of(session, caller)
-    earlier = _earlier(session, merchant, body.idempotency_key)
+    earlier = payments.payment_by_key(session, merchant.bin, body.idempotency_key)
     code = None
     if earlier is None:
         if body.amount_tiyn <= 0:
@@ -244,7 +239,7 @@ def _charge(
             # On PostgreSQL a twin of this request (the till retried before the first
             # answered) may have held the code's lock and committed meanwhile: then it is a
             # repeat, which this statement, after the wait, can see.
-            earlier = _earlier(session, merchant, body.idempotency_key)
+            earlier = payments.payment_by_key(session, merchant.bin, body.idempotency_key)
             if exc.reason != "code_used" or earlier is None:
                 raise
     if earlier is not None:

@@ -202,6 +202,7 @@ def report_command(
     from qamqor.kit.db import session_scope
     from qamqor.kit.errors import NotFoundError
     from qamqor.wallet import reports
+    from qamqor.wallet.receipts import category_name
 
     try:
         with session_scope() as session:
@@ -229,7 +230,7 @@ def report_command(
         )
     console.print(table)
     for r in found:
-        names = {c: f"{c} {reports.category_name(c)}" for c in r.spent_by_category}
+        names = {c: f"{c} {category_name(c, 'en')}" for c in r.spent_by_category}
         console.print(f"[bold]{r.program_id}[/bold]", highlight=False)
         console.print(f"  spent by purpose:  {_breakdown(r.spent_by_purpose)}", highlight=False)
         console.print(

@@ -316,16 +316,21 @@ def pay(
     return payment
 
 
+def payment_by_key(session: Session, merchant_bin: str, idempotency_key: str) -> Payment | None:
+    """The merchant's payment made with this idempotency key, if any."""
+    return session.scalar(
+        select(Payment).where(
+            Payment.merchant_bin == merchant_bin, Payment.idempotency_key == idempotency_key
+        )
+    )
+
+
 def _earlier(
     session: Session, merchant_bin: str, idempotency_key: str, digest: str
 ) -> Payment | None:
     """The merchant's payment made with this key, if any; the key with another request is
     refused."""
-    earlier = session.scalar(
-        select(Payment).where(
-            Payment.merchant_bin == merchant_bin, Payment.idempotency_key == idempotency_key
-        )
-    )
+    earlier = payment_by_key(session, merchant_bin, idempotency_key)
     if earlier is not None and earlier.request_hash != digest:
         raise PaymentRefusedError(
             "idempotency_conflict",

@@ -13,7 +13,7 @@ from qamqor.kit.i18n import translate
 from qamqor.privacy import access, households
 from qamqor.privacy.identities import Principal
 from qamqor.privacy.policy import rule_for
-from qamqor.proactive.notify import published_programs
+from qamqor.proactive.notify import program_name
 from qamqor.rules.explain import format_tenge
 from qamqor.wallet import tranches
 from qamqor.wallet.categories import allowed_purposes, categories
@@ -23,13 +23,6 @@ from qamqor.wallet.schemas import DrawOut, MerchantOut, ReceiptOut, RefundOut, R
 
 def purpose_name(purpose: str, lang: str) -> str:
     return translate(f"wallet.purpose.{purpose}", lang)
-
-
-def program_name(program_id: str, lang: str) -> str:
-    program = published_programs().get(program_id)
-    if program is None:
-        return program_id
-    return program.names.get(lang) or program.names.get("en") or program_id
 
 
 def category_name(code: str, lang: str) -> str:

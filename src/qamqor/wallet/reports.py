@@ -21,7 +21,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from qamqor.kit.errors import NotFoundError
 from qamqor.rules.spec import load_programs
 from qamqor.wallet import ledger
-from qamqor.wallet.categories import categories
 from qamqor.wallet.models import Account, Merchant, Payment, Refund, Tranche, Transfer
 
 POSTED = ("posted", "post_pending")  # flags that add to the posted sums
@@ -275,8 +274,3 @@ def program_report(session: Session, program_id: str | None = None) -> list[Prog
         for name in ("spent_by_purpose", "spent_by_category", "spent_by_region"):
             setattr(report, name, dict(sorted(getattr(report, name).items())))
     return [reports[k] for k in sorted(reports)]
-
-
-def category_name(code: str, lang: str = "en") -> str:
-    known = categories().get(code)
-    return known.names.get(lang, code) if known else code
