@@ -1,6 +1,9 @@
 """Reading query results from the system-of-record database as Arrow, fast.
 
-PostgreSQL: the ADBC driver in this process (binary COPY straight into Arrow).
+PostgreSQL: the ADBC driver in this process (binary COPY straight into Arrow). Bulk reads
+(``read_batches``) open a connection of their own; the many small indexed reads of a worker's
+micro-batches (``read_table``) take one from a per-process pool, since opening one costs
+~30 ms of CPU (the driver reads the server's type catalogue).
 
 SQLite: the ADBC driver too (about 5x the Python driver: 1.25 M against 0.26 M rows/s here),
 but in a child process. The ADBC SQLite driver carries its own copy of the SQLite library, and
@@ -12,12 +15,18 @@ on a pipe, and the parent decodes them while the child reads on (two cores, two 
 
 from __future__ import annotations
 
+import os
+import queue
 import subprocess
 import sys
+import threading
 import urllib.parse
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from qamqor.kit.errors import QamqorError
@@ -37,6 +46,107 @@ def _postgres_uri(engine: Engine) -> str:
     search_path = ",".join(part.strip() for part in search_path.split(","))
     options = urllib.parse.quote(f"-csearch_path={search_path}", safe="")
     return f"postgresql://{netloc}/{url.database}?options={options}"
+
+
+_POOL_SIZE = 4  # idle connections kept per engine; more are opened when needed, then closed
+
+
+class _AdbcPool:
+    """Idle ADBC connections to one engine's database, for this process only."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.uri = _postgres_uri(engine)
+        self.pid = os.getpid()
+        self.idle: queue.LifoQueue[Any] = queue.LifoQueue()
+
+    def close(self) -> None:
+        while True:
+            try:
+                conn = self.idle.get_nowait()
+            except queue.Empty:
+                return
+            if self.pid == os.getpid():  # a forked child leaves its parent's sockets alone
+                conn.close()
+
+
+_pools: weakref.WeakKeyDictionary[Engine, _AdbcPool] = weakref.WeakKeyDictionary()
+_pools_lock = threading.Lock()
+
+
+def _pool_of(engine: Engine) -> _AdbcPool:
+    with _pools_lock:
+        pool = _pools.get(engine)
+        if pool is not None and pool.pid == os.getpid():
+            return pool
+        fresh = _pools[engine] = _AdbcPool(engine)
+        if pool is None:  # the engine's pool goes when the engine is disposed
+            event.listen(engine, "engine_disposed", _dispose_pool)
+        return fresh
+
+
+def _dispose_pool(engine: Engine) -> None:
+    with _pools_lock:
+        pool = _pools.pop(engine, None)
+    if pool is not None:
+        pool.close()
+
+
+def _fetch(conn: Any, sql: str) -> pa.Table:
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql)
+        return cursor.fetch_arrow_table()
+    finally:
+        cursor.close()
+
+
+def read_table(engine: Engine, sql: str) -> pa.Table:
+    """The rows of ``sql`` (a PostgreSQL query) as one Arrow table, through a pooled ADBC
+    connection in autocommit mode (no transaction stays open between reads). Values travel
+    inside the SQL: build them with ``text_array`` or from integers. About half the client CPU
+    of the same rows through psycopg and ``pa.array`` (a thousand households' facts).
+
+    A pooled connection that fails (the server may have closed it while idle) is dropped and
+    the read tried once more on a new one; a new connection's failure is raised."""
+    import adbc_driver_postgresql.dbapi
+
+    pool = _pool_of(engine)
+    try:
+        conn = pool.idle.get_nowait()
+        reused = True
+    except queue.Empty:
+        conn = adbc_driver_postgresql.dbapi.connect(pool.uri, autocommit=True)
+        reused = False
+    try:
+        table = _fetch(conn, sql)
+    except adbc_driver_postgresql.dbapi.Error:
+        conn.close()
+        if not reused:
+            raise
+        conn = adbc_driver_postgresql.dbapi.connect(pool.uri, autocommit=True)
+        try:
+            table = _fetch(conn, sql)
+        except BaseException:
+            conn.close()
+            raise
+    except BaseException:
+        conn.close()  # its state is unknown: never reused
+        raise
+    if pool.idle.qsize() < _POOL_SIZE:
+        pool.idle.put(conn)
+    else:
+        conn.close()
+    return table
+
+
+def text_array(values: Iterable[str]) -> str:
+    """A SQL literal of a PostgreSQL ``text[]`` holding ``values`` exactly: each element
+    double-quoted with its backslashes and double quotes escaped, the whole a standard string
+    literal (single quotes doubled)."""
+    elements = ",".join(
+        '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values
+    )
+    return "'{" + elements.replace("'", "''") + "}'::text[]"
 
 
 def read_batches(engine: Engine, sql: str) -> Iterator[pa.RecordBatch]:

@@ -12,11 +12,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import any_, bindparam, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from qamqor.kit.columnar import read_batches
+from qamqor.kit.columnar import read_batches, read_table, text_array
 from qamqor.kit.db import Base
 from qamqor.registry.loading import bulk_insert
 
@@ -55,8 +54,8 @@ def copy_into(
 ) -> None:
     """Rows of ``model``'s table into the DuckDB table ``target`` (made by the caller,
     ``columns`` in its order): all of them in bulk as Arrow, or those whose ``key`` is one of
-    ``keys`` by indexed lookups (on PostgreSQL one query with the keys as an array, elsewhere
-    500 keys a query)."""
+    ``keys`` (text) by indexed lookups (on PostgreSQL one query with the keys as an array,
+    elsewhere 500 keys a query)."""
     if keys is None:
         batches: Iterable[pa.RecordBatch] = read_batches(
             connection.engine, f"SELECT {', '.join(columns)} FROM {model.__tablename__}"
@@ -67,23 +66,25 @@ def copy_into(
         table = model.__table__
         selected = [table.c[c] for c in columns]
         if connection.dialect.name == "postgresql":
-            # one array parameter: 500-value IN lists cost more to render than to run
-            rows.extend(
-                connection.execute(
-                    select(*selected).where(
-                        table.c[key]
-                        == any_(bindparam("keys", list(keys), type_=ARRAY(table.c[key].type)))
-                    )
-                )
+            # one query with the keys as an array, read as Arrow on a pooled connection:
+            # SQLAlchemy's rows and 500-value IN lists cost more than the query itself. (Under
+            # READ COMMITTED another connection sees what this transaction would: the callers
+            # read before they write.)
+            sql = (
+                f"SELECT {', '.join(columns)} FROM {model.__tablename__} "
+                f"WHERE {key} = ANY({text_array(str(k) for k in keys)})"
             )
+            batches = read_table(connection.engine, sql).to_batches()
         else:
             for i in range(0, len(keys), 500):
                 rows.extend(
                     connection.execute(select(*selected).where(table.c[key].in_(keys[i : i + 500])))
                 )
-        if not rows:
-            return
-        batches = pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)}).to_batches()
+            if not rows:
+                return
+            batches = pa.table(
+                {c: [r[i] for r in rows] for i, c in enumerate(columns)}
+            ).to_batches()
     for batch in batches:
         con.register("incoming", batch)
         con.execute(f"INSERT INTO {target} SELECT * FROM incoming")

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 
-from qamqor.kit.columnar import read_batches
+from qamqor.kit.columnar import read_batches, read_table, text_array
 from qamqor.registry.models import FACT_TABLES, Batch
 
 _S, _D, _I, _F = pa.string(), pa.date32(), pa.int64(), pa.float64()
@@ -225,16 +225,15 @@ def _rows(
     if not unique:
         return _schema(source).empty_table()
     if connection.dialect.name == "postgresql":
-        # One array parameter, one query per source: 500-value IN lists took 0.2-0.3 s a source
-        # for a thousand households, much of it SQLAlchemy and psycopg rendering and parsing
-        # them (now 0.05-0.1 s); the index scan takes ``= ANY(array)`` as it takes an IN list.
+        # One query per source with the keys as an array (500-value IN lists took 0.2-0.3 s a
+        # source for a thousand households, most of it rendering and parsing them; the index
+        # scan takes ``= ANY(array)`` as it takes an IN list), read as Arrow by ADBC: half
+        # the client CPU of psycopg's rows turned into Arrow here (``kit/columnar.py``).
         sql = (
             f"SELECT {_select_list(source)} FROM fact_{source} "
-            f"WHERE {column} = ANY(%(keys)s) AND batch_id <= %(max_batch)s"
+            f"WHERE {column} = ANY({text_array(unique)}) AND batch_id <= {int(max_batch)}"
         )
-        return _to_arrow(
-            source, _driver_rows(connection, sql, {"keys": unique, "max_batch": max_batch})
-        )
+        return _typed(source, read_table(connection.engine, sql))
     table = FACT_TABLES[source]
     columns = [table.c[name] for name in _schema(source).names]
     found: list[Sequence[object]] = []
@@ -246,14 +245,10 @@ def _rows(
     return _to_arrow(source, found)
 
 
-def _driver_rows(connection: Connection, sql: str, parameters: dict[str, Any]) -> list[Any]:
-    """Rows as the PostgreSQL driver returns them (tuples), without SQLAlchemy's row layer."""
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql, parameters)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
+def _typed(source: str, table: pa.Table) -> pa.Table:
+    """ADBC's result in the canonical schema (its integers may be narrower, its fields carry
+    the server's type names)."""
+    return table.cast(_schema(source))
 
 
 def _namesakes(connection: Connection, people: pa.Table, max_batch: int) -> pa.Table:
@@ -276,19 +271,17 @@ def _namesakes(connection: Connection, people: pa.Table, max_batch: int) -> pa.T
     if connection.dialect.name == "postgresql":
         # The pairs as a table joined on the (birth_date, last_name) index: one probe per pair.
         # Two IN lists instead make PostgreSQL 15 probe their cross product (500 x 500 keys:
-        # 7.8 s for a thousand households at 1 M, now 0.1-0.3 s).
+        # 7.8 s for a thousand households at 1 M, now 0.1-0.3 s). The people themselves are
+        # already read: only the others come back (half the rows).
         sql = (
             f"SELECT {_select_list('population', 'p.')} FROM fact_population p "
-            "JOIN unnest(%(births)s::date[], %(names)s::text[]) AS w(birth_date, last_name) "
+            f"JOIN unnest({text_array(b.isoformat() for b, _ in pairs)}::date[], "
+            f"{text_array(n for _, n in pairs)}) AS w(birth_date, last_name) "
             "ON p.birth_date = w.birth_date AND p.last_name = w.last_name "
-            "WHERE p.batch_id <= %(max_batch)s"
+            f"WHERE p.batch_id <= {int(max_batch)} "
+            f"AND p.iin <> ALL({text_array(sorted(set(people.column('iin').to_pylist())))})"
         )
-        parameters = {
-            "births": [b for b, _ in pairs],
-            "names": [n for _, n in pairs],
-            "max_batch": max_batch,
-        }
-        return _to_arrow("population", _driver_rows(connection, sql, parameters))
+        return _typed("population", read_table(connection.engine, sql))
     table = FACT_TABLES["population"]
     schema = _schema("population")
     columns = [table.c[name] for name in schema.names]
@@ -336,12 +329,11 @@ def load_households(
     order = ["household", *(s for s in SOURCES if s != "household")]
     if connection.dialect.name == "postgresql":
         # The server's index lookups are most of the time (a thousand households: eight
-        # queries of 50-90 ms each); two at a time on their own connections use both cores.
-        engine = connection.engine
+        # queries of 10-50 ms each); two at a time on pooled ADBC connections of their own
+        # use both cores (``connection`` only names the engine here: nothing runs on it).
 
         def read(source: str) -> pa.Table:
-            with engine.connect() as own:
-                return _member_facts(own, source, iins, max_batch)
+            return _member_facts(connection, source, iins, max_batch)
 
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
             found = dict(zip(SOURCES, pool.map(read, SOURCES), strict=True))

@@ -6,7 +6,7 @@ It is data (``catalogue.yaml``, ``regions.yaml``); this module only loads and ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -50,8 +50,9 @@ class Source:
     valid_to: str
     columns: tuple[Column, ...]
 
-    @property
+    @cached_property
     def column_names(self) -> tuple[str, ...]:
+        # cached: an incoming event's every field is looked up in it
         return tuple(c.name for c in self.columns)
 
     @property

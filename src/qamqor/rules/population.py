@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from qamqor.kit.columnar import read_batches
+from qamqor.kit.columnar import read_batches, read_table, text_array
 from qamqor.kit.errors import QamqorError
 from qamqor.profiles.catalogue import Catalogue
 from qamqor.profiles.models import ProfileBuild, ProfileHead, ProfileVersion
@@ -149,48 +149,48 @@ def _raw_rows(
 def _raw_rows_postgres(
     engine: Engine, households: Sequence[str] | None, version_ids: Sequence[int] | None
 ) -> Iterator[pa.RecordBatch]:
-    """``_raw_rows`` of some households (or versions) on PostgreSQL: one query with an array
-    parameter (500-value IN lists cost SQLAlchemy and psycopg more than the query itself), and
-    the JSON read as text. The values are then written exactly as the portable route writes
-    them (``json.dumps`` of the decoded value, the flags with sorted keys), so that both
-    routes decide on the same bytes."""
+    """``_raw_rows`` of some households (or versions) on PostgreSQL: one query with the keys as
+    an array (500-value IN lists cost SQLAlchemy and psycopg more than the query itself), read
+    as Arrow by ADBC, the JSON as text. The values are then written exactly as the portable
+    route writes them (``json.dumps`` of the decoded value, the flags with sorted keys), so
+    that both routes decide on the same bytes."""
     select_list = (
         "v.id, v.household_id, v.build_id, v.as_of, CAST(v.features AS TEXT), "
         "CAST(v.quality AS TEXT)"
     )
     if version_ids is not None:
-        sql = f"SELECT {select_list} FROM profile_version v WHERE v.id = ANY(%(keys)s)"
-        keys: list[Any] = sorted({int(k) for k in version_ids})
+        ids = sorted({int(k) for k in version_ids})
+        where = f"v.id = ANY(ARRAY[{', '.join(str(i) for i in ids)}]::bigint[])"
+        sql = f"SELECT {select_list} FROM profile_version v WHERE {where}"
+        count = len(ids)
     else:
         assert households is not None
+        keys = sorted(set(households))
         sql = (
             f"SELECT {select_list} FROM profile_head h JOIN profile_version v "
             "ON v.household_id = h.household_id AND v.version = h.version "
-            "WHERE h.household_id = ANY(%(keys)s)"
+            f"WHERE h.household_id = ANY({text_array(keys)})"
         )
-        keys = sorted(set(households))
-    if not keys:
+        count = len(keys)
+    if not count:
         return
-    with engine.connect() as connection:
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(sql, {"keys": keys})
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
-    if rows:
+    found = read_table(engine, sql)  # as Arrow, on a pooled connection (``kit/columnar.py``)
+    if found.num_rows:
         loads, dumps = json.loads, json.dumps
-        yield pa.RecordBatch.from_arrays(
+        yield from pa.table(
             [
-                pa.array([r[0] for r in rows], pa.int64()),
-                pa.array([r[1] for r in rows], pa.string()),
-                pa.array([r[2] for r in rows], pa.int64()),
-                pa.array([r[3].isoformat() for r in rows], pa.string()),
-                pa.array([dumps(loads(r[4])) for r in rows], pa.string()),
-                pa.array([dumps(loads(r[5]), sort_keys=True) for r in rows], pa.string()),
+                found.column(0).cast(pa.int64()),
+                found.column(1).cast(pa.string()),
+                found.column(2).cast(pa.int64()),
+                found.column(3).cast(pa.string()),  # a date's ISO text
+                pa.array([dumps(loads(v)) for v in found.column(4).to_pylist()], pa.string()),
+                pa.array(
+                    [dumps(loads(v), sort_keys=True) for v in found.column(5).to_pylist()],
+                    pa.string(),
+                ),
             ],
             schema=RAW_SCHEMA,
-        )
+        ).to_batches()
 
 
 def _contested(engine: Engine, households: Sequence[str] | None) -> pa.Table:
