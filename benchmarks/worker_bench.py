@@ -221,6 +221,25 @@ def produce(count: int, rate: float, seed: int, chunk: int) -> dict[str, Any]:
     return {"sent": sent, "rejected": rejected, "seconds": round(time.monotonic() - started, 2)}
 
 
+def _cpu_seconds(pids: list[int] | None = None, name: str | None = None) -> float:
+    """User + system CPU seconds of the processes ``pids``, or of every process whose command
+    is ``name`` (the PostgreSQL server's), from ``/proc``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or (pids is not None and int(entry.name) not in pids):
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if name is not None and stat[stat.index("(") + 1 : stat.rindex(")")] != name:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def measure(since: dt.datetime) -> dict[str, Any]:
     from sqlalchemy import text
 
@@ -298,6 +317,8 @@ def main() -> None:
     out = ROOT / "var" / "bench" / "worker"
     out.mkdir(parents=True, exist_ok=True)
     load_before = [round(x, 2) for x in os.getloadavg()]
+    server_before = _cpu_seconds(name="postgres")
+    producer_before = os.times().children_user + os.times().children_system
     since = dt.datetime.now(dt.UTC)
     workers = [
         subprocess.Popen(
@@ -350,6 +371,15 @@ def main() -> None:
     deadline = time.monotonic() + 1800
     while pending_work(get_engine()) and time.monotonic() < deadline:
         time.sleep(0.5)
+    # Where the machine's CPU went during the run (the workers' own start-up included; the
+    # producer's run is a finished child of this process).
+    cpu = {
+        "workers": round(_cpu_seconds([w.pid for w in workers]), 1),
+        "producer": round(
+            os.times().children_user + os.times().children_system - producer_before, 1
+        ),
+        "postgres": round(_cpu_seconds(name="postgres") - server_before, 1),
+    }
     for worker in workers:
         worker.terminate()
         worker.wait(timeout=60)
@@ -382,6 +412,7 @@ def main() -> None:
         if cycles
         else None,
         "phase_seconds_total": {k: round(v, 1) for k, v in phases.items()},
+        "cpu_seconds": cpu,
         "cycle_seconds_mean": round(statistics.mean(c["seconds"] for c in cycles), 3)
         if cycles
         else None,
