@@ -467,6 +467,32 @@ def test_a_worker_killed_at_random_points_loses_nothing_and_doubles_nothing(
     assert run(decided, once=True) == 0
 
 
+def test_a_running_worker_looks_for_lapsed_leases_at_start_and_then_every_quarter_lease(
+    decided: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qamqor.proactive import worker
+
+    with session_scope() as session:
+        _, events = birth_events(session, dt.date(2026, 9, 20))
+    _push(events)
+    looks: list[bool] = []
+    real = worker.run_once
+
+    def counted(*args: Any, **kwargs: Any) -> worker.CycleReport:
+        looks.append(kwargs["take_over_leases"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "run_once", counted)
+    # one event a cycle, a lease of an hour: the first cycle looks, the rest do not
+    assert run(decided, limit=1, once=True, lease=dt.timedelta(hours=1)) == len(events)
+    assert looks[0] is True and not any(looks[1:]) and len(looks) >= 2
+    # a lease so short that a quarter of it has passed by every cycle: every cycle looks
+    looks.clear()
+    _push([{**e, "event_id": e["event_id"] + "-again"} for e in events])
+    assert run(decided, limit=1, once=True, lease=dt.timedelta(seconds=0.2)) == len(events)
+    assert all(looks)
+
+
 def test_several_workers_share_the_inbox_on_postgresql(decided: Engine, tmp_path: Path) -> None:
     if decided.dialect.name != "postgresql":
         pytest.skip("SQLite has one writer: one worker (docs/proactive.md)")
