@@ -467,6 +467,16 @@ def test_a_worker_killed_at_random_points_loses_nothing_and_doubles_nothing(
     assert run(decided, once=True) == 0
 
 
+def test_the_command_takes_the_workers_default_batch() -> None:
+    import inspect
+
+    from qamqor.proactive import worker
+    from qamqor.proactive.worker_cli import worker_command
+
+    default = inspect.signature(worker_command).parameters["batch"].default
+    assert default == worker.BATCH == inspect.signature(run).parameters["limit"].default
+
+
 def test_a_running_worker_looks_for_lapsed_leases_at_start_and_then_every_quarter_lease(
     decided: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

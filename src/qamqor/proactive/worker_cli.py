@@ -16,7 +16,9 @@ def worker_command(
     once: Annotated[
         bool, typer.Option("--once", help="Drain the inbox and exit (for cron and tests).")
     ] = False,
-    batch: Annotated[int, typer.Option(min=1, max=100_000, help="Events per cycle.")] = 1000,
+    batch: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Events per cycle, at most.")
+    ] = 2500,  # worker.BATCH (not imported here: the CLI starts without DuckDB)
     as_of: Annotated[
         str | None,
         typer.Option(help="Reference date of the profiles (default: the newest full build's)."),
