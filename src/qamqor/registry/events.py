@@ -286,6 +286,41 @@ def _type_reasons(event_type: EventType | None, source: Source, row: dict[str, s
     return reasons
 
 
+# The inbox columns a push writes, and their PostgreSQL types (the rest take their defaults).
+_INBOX_COLUMNS = {
+    "source": "text",
+    "event_id": "text",
+    "type": "text",
+    "subject_iin": "text",
+    "occurred_at": "timestamptz",
+    "received_at": "timestamptz",
+    "payload": "text",
+    "payload_sealed": "text",
+    "content_sha256": "text",
+}
+
+
+def _insert_postgres(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """``_insert_statement`` on PostgreSQL as one statement of column arrays, in ``rows``'
+    order, on the session's own connection (its transaction): SQLAlchemy's multi-row VALUES
+    with ten parameters an event cost the producer of the worker benchmark half its CPU."""
+    if not rows:
+        return {}
+    names = list(_INBOX_COLUMNS)
+    arrays = ", ".join(f"%({n})s::{t}[]" for n, t in _INBOX_COLUMNS.items())
+    sql = (
+        f"INSERT INTO {RegistryEvent.__tablename__} ({', '.join(names)}) "
+        f"SELECT {', '.join(names)} FROM unnest({arrays}) WITH ORDINALITY "
+        f"AS incoming({', '.join(names)}, position) ORDER BY position "
+        "ON CONFLICT (source, event_id) DO NOTHING RETURNING id, event_id"
+    )
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        cursor.execute(sql, {n: [row[n] for row in rows] for n in names})
+        return {event_id: inbox_id for inbox_id, event_id in cursor.fetchall()}
+
+
 def _insert_statement(session: Session) -> Any:
     """INSERT ... ON CONFLICT (source, event_id) DO NOTHING RETURNING id, event_id."""
     table = cast(Table, RegistryEvent.__table__)
@@ -419,10 +454,13 @@ def _store(
     # opposite orders deadlocked on PostgreSQL (3 rounds in 8 of two 1,000-event pushes, one
     # reversed), each waiting for the other's uncommitted row; one order admits no cycle.
     rows = sorted((a.row for a in accepted), key=lambda row: str(row["event_id"]))
-    inserted = {
-        event_id: inbox_id
-        for inbox_id, event_id in session.execute(_insert_statement(session), rows)
-    }
+    if session.get_bind().dialect.name == "postgresql":
+        inserted = _insert_postgres(session, rows)
+    else:
+        inserted = {
+            event_id: inbox_id
+            for inbox_id, event_id in session.execute(_insert_statement(session), rows)
+        }
     taken = [a for a in accepted if a.row["event_id"] not in inserted]
     existing: dict[str, tuple[int, str]] = {}
     if taken:
