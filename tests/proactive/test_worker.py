@@ -467,6 +467,25 @@ def test_a_worker_killed_at_random_points_loses_nothing_and_doubles_nothing(
     assert run(decided, once=True) == 0
 
 
+def test_the_households_of_applied_events_are_found_without_reading_them_again(
+    decided: Engine,
+) -> None:
+    from qamqor.proactive.worker import CycleReport, Touched, affected_households, apply_pending
+
+    with session_scope() as session:
+        household, events = birth_events(session, dt.date(2026, 9, 20))
+    _push(events)
+    seen: dict[int, Touched] = {}
+    applied = apply_pending(decided, 10, _now(), CycleReport(), seen=seen)
+    assert sorted(seen) == applied and len(applied) == len(events)
+    with session_scope() as session:
+        from_memory = affected_households(session, applied, seen)
+        from_inbox = affected_households(session, applied)  # as for events taken over
+        half = affected_households(session, applied, {applied[0]: seen[applied[0]]})
+    assert from_memory == from_inbox == half
+    assert household in from_memory
+
+
 def test_the_command_takes_the_workers_default_batch() -> None:
     import inspect
 

@@ -160,12 +160,15 @@ def _validator() -> duckdb.DuckDBPyConnection:
 
 
 def _typed_rows(
-    source_code: str, events: Sequence[RegistryEvent], today: dt.date
+    source_code: str,
+    events: Sequence[RegistryEvent],
+    payloads: dict[int, dict[str, Any]],
+    today: dt.date,
 ) -> tuple[pa.Table, dict[int, list[str]]]:
-    """The events' payloads as typed fact rows (line_no = inbox id), through the extract
-    checks; and the reasons of any that no longer pass."""
+    """The events' payloads (by inbox id) as typed fact rows (line_no = inbox id), through the
+    extract checks; and the reasons of any that no longer pass."""
     source = get_source(source_code)
-    rows = [extract_row(source, payload_of(e))[0] for e in events]
+    rows = [extract_row(source, payloads[e.id])[0] for e in events]
     columns: dict[str, pa.Array] = {
         name: pa.array([r[name] for r in rows], pa.string()) for name in source.column_names
     }
@@ -225,12 +228,14 @@ def _apply_source(
     events: list[RegistryEvent],
     now: dt.datetime,
     lease: dt.timedelta,
+    seen: dict[int, Touched] | None = None,
 ) -> tuple[list[int], int, int]:
     """Facts of one source's events in one batch; returns (the applied events' ids, how many
-    were superseded, how many failed)."""
+    were superseded, how many failed). ``seen`` gets what the applied events touch."""
     events.sort(key=lambda e: (e.occurred_at, e.id))
     today = max(e.received_at for e in events).date()
-    table, reasons = _typed_rows(source_code, events, today)
+    payloads = {e.id: payload_of(e) for e in events}
+    table, reasons = _typed_rows(source_code, events, payloads, today)
     connection = session.connection()
     newest = _newest_updates(connection, source_code, table.column("source_record_id").to_pylist())
     keep: list[int] = []
@@ -308,13 +313,24 @@ def _apply_source(
             connection.execute(update(RegistryEvent).where(condition).values(values))
     # (the session's copies of the events are stale now; apply_pending's transaction ends
     # without reading them again)
-    return outcomes.get(("applied", None), []), len(superseded), len(reasons)
+    applied = outcomes.get(("applied", None), [])
+    if seen is not None:
+        for line in applied:
+            event = by_line[line]
+            seen[line] = Touched(event.source, event.subject_iin, payloads[line], event.received_at)
+    return applied, len(superseded), len(reasons)
 
 
 def apply_pending(
-    engine: Engine, limit: int, now: dt.datetime, report: CycleReport, lease: dt.timedelta = LEASE
+    engine: Engine,
+    limit: int,
+    now: dt.datetime,
+    report: CycleReport,
+    lease: dt.timedelta = LEASE,
+    seen: dict[int, Touched] | None = None,
 ) -> list[int]:
-    """Claim up to ``limit`` pending events and make them facts, in one transaction."""
+    """Claim up to ``limit`` pending events and make them facts, in one transaction; ``seen``
+    (when given) gets what each applied event touches, for ``affected_households``."""
     with Session(engine) as session, session.begin():
         events = claim_pending(session, limit)
         report.claimed = len(events)
@@ -323,7 +339,9 @@ def apply_pending(
             by_source[event.source].append(event)
         done: list[int] = []
         for source_code, group in sorted(by_source.items()):
-            applied, superseded, failed = _apply_source(session, source_code, group, now, lease)
+            applied, superseded, failed = _apply_source(
+                session, source_code, group, now, lease, seen
+            )
             done.extend(applied)
             report.applied += len(applied)
             report.superseded += superseded
@@ -353,25 +371,42 @@ def take_over(
 # --- 2. recompute ---------------------------------------------------------------------------
 
 
-def affected_households(session: Session, event_ids: Sequence[int]) -> dict[str, dt.datetime]:
+@dataclass(frozen=True)
+class Touched:
+    """What an event touches: its registry, its subject, its payload, when it came in."""
+
+    source: str
+    subject_iin: str
+    payload: dict[str, Any]
+    received_at: dt.datetime
+
+
+def affected_households(
+    session: Session, event_ids: Sequence[int], known: dict[int, Touched] | None = None
+) -> dict[str, dt.datetime]:
     """household -> when the first of its events was received: every household the events'
-    subjects are or were members of, and the households the events name."""
+    subjects are or were members of, and the households the events name. The events in
+    ``known`` (those this cycle applied) are not read again; the others (taken over) are."""
     received: dict[str, dt.datetime] = {}
     by_iin: dict[str, dt.datetime] = {}
     dialect = session.get_bind().dialect.name
-    for condition in _keyed(dialect, RegistryEvent.id, event_ids, BigInteger):
-        for event in session.scalars(select(RegistryEvent).where(condition)):
-            iins = {event.subject_iin}
-            payload = payload_of(event)
-            if isinstance(payload.get("iin"), str):
-                iins.add(payload["iin"])
-            for iin in iins:
-                by_iin[iin] = min(by_iin.get(iin, event.received_at), event.received_at)
-            household = payload.get("household_id")
-            if event.source == "household" and isinstance(household, str):
-                received[household] = min(
-                    received.get(household, event.received_at), event.received_at
-                )
+    touched = [known[i] for i in event_ids if known and i in known]
+    missing = [i for i in event_ids if not known or i not in known]
+    for condition in _keyed(dialect, RegistryEvent.id, missing, BigInteger):
+        touched.extend(
+            Touched(e.source, e.subject_iin, payload_of(e), e.received_at)
+            for e in session.scalars(select(RegistryEvent).where(condition))
+        )
+    for event in touched:
+        iins = {event.subject_iin}
+        payload = event.payload
+        if isinstance(payload.get("iin"), str):
+            iins.add(payload["iin"])
+        for iin in iins:
+            by_iin[iin] = min(by_iin.get(iin, event.received_at), event.received_at)
+        household = payload.get("household_id")
+        if event.source == "household" and isinstance(household, str):
+            received[household] = min(received.get(household, event.received_at), event.received_at)
     subjects = sorted(by_iin)
     for condition in _keyed(dialect, HouseholdFact.iin, subjects):
         for household, iin in session.execute(
@@ -573,7 +608,8 @@ def run_once(
     day = as_of or reference_date(engine)
     with Session(engine) as session, session.begin():
         report.expired = expire_due(session, clock())  # the 72 hours are up
-    applied = apply_pending(engine, limit, clock(), report, lease)
+    seen: dict[int, Touched] = {}
+    applied = apply_pending(engine, limit, clock(), report, lease, seen)
     taken = take_over(engine, clock(), limit, lease) if take_over_leases else []
     report.taken_over = len(taken)
     report.phases["apply"] = round(time.monotonic() - mark, 3)
@@ -584,7 +620,7 @@ def run_once(
         report.seconds = round(time.monotonic() - started, 3)
         return report
     with Session(engine) as session:
-        households = affected_households(session, work)
+        households = affected_households(session, work, seen)
     report.households = len(households)
     with household_locks(engine) as locks:
         # The households no other worker holds are done first; those another worker is
