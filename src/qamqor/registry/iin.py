@@ -77,14 +77,15 @@ def birth_date_and_sex(iin: str) -> tuple[dt.date, str] | None:
     return born, sex
 
 
-def iin_sums_sql(column: str) -> tuple[str, str, str]:
+def iin_sums_sql(column: str, number: str | None = None) -> tuple[str, str, str]:
     """DuckDB expressions for the first and second weighted sums (mod 11) and the last digit.
 
     The digits come from integer arithmetic on the number, 3x faster in DuckDB than slicing the
     string digit by digit (0.04 s against 0.12 s per weighted sum over 540,000 rows). A value
-    that is not a number gives NULLs.
+    that is not a number gives NULLs. ``number``: a column already holding
+    ``TRY_CAST(column AS BIGINT)`` (cast once, not in each of the 34 terms).
     """
-    number = f"TRY_CAST({column} AS BIGINT)"
+    number = number or f"TRY_CAST({column} AS BIGINT)"
 
     def weighted(weights: tuple[int, ...]) -> str:
         terms = " + ".join(
