@@ -61,15 +61,21 @@ def _push(events: list[dict[str, Any]]) -> None:
             assert result.status in ("accepted", "duplicate"), result
 
 
+def _pushed_birth() -> tuple[str, list[dict[str, Any]]]:
+    """The demo's birth in a low-income family, pushed to the inbox: (household, events)."""
+    with session_scope() as session:
+        household, events = birth_events(session, dt.date(2026, 9, 20))
+    _push(events)
+    return household, events
+
+
 def _count(engine: Engine, sql: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text(sql)).scalar_one())
 
 
 def test_a_birth_in_a_poor_family_ends_as_an_offer(decided: Engine) -> None:
-    with session_scope() as session:
-        household, events = birth_events(session, dt.date(2026, 9, 20))
-    _push(events)
+    household, events = _pushed_birth()
     report = run_once(decided)
     assert (report.claimed, report.applied, report.done) == (2, 2, 2)
     assert report.households >= 1 and report.offers >= 1
@@ -110,9 +116,7 @@ def test_a_birth_in_a_poor_family_ends_as_an_offer(decided: Engine) -> None:
 def test_a_late_event_changes_nothing_and_a_lost_eligibility_is_a_notice(
     decided: Engine,
 ) -> None:
-    with session_scope() as session:
-        household, events = birth_events(session, dt.date(2026, 9, 20))
-    _push(events)
+    household, events = _pushed_birth()
     run_once(decided)
     with session_scope() as session:
         offer = session.scalars(
@@ -187,9 +191,7 @@ def test_an_entitlement_is_never_paid_past_its_period_and_resumes_for_the_progra
     from qamqor.proactive.notify import local_day
     from qamqor.proactive.offers import entitlement_period
 
-    with session_scope() as session:
-        household, events = birth_events(session, dt.date(2026, 9, 20))
-    _push(events)
+    household, events = _pushed_birth()
     run_once(decided)
     # a period that ends before the notice period would (the end of next month)
     today = dt.datetime.now(dt.UTC).date()
@@ -234,9 +236,7 @@ def test_an_entitlement_is_never_paid_past_its_period_and_resumes_for_the_progra
 def test_an_amount_change_keeps_the_period(decided: Engine) -> None:
     from qamqor.proactive.worker import reconcile
 
-    with session_scope() as session:
-        household, events = birth_events(session, dt.date(2026, 9, 20))
-    _push(events)
+    household, _ = _pushed_birth()
     run_once(decided)
     period_end = dt.date(2027, 1, 31)
     entitlement = _accept_directly(household, period_end)
@@ -472,9 +472,7 @@ def test_the_households_of_applied_events_are_found_without_reading_them_again(
 ) -> None:
     from qamqor.proactive.worker import CycleReport, Touched, affected_households, apply_pending
 
-    with session_scope() as session:
-        household, events = birth_events(session, dt.date(2026, 9, 20))
-    _push(events)
+    household, events = _pushed_birth()
     seen: dict[int, Touched] = {}
     applied = apply_pending(decided, 10, _now(), CycleReport(), seen=seen)
     assert sorted(seen) == applied and len(applied) == len(events)
@@ -501,9 +499,7 @@ def test_a_running_worker_looks_for_lapsed_leases_at_start_and_then_every_quarte
 ) -> None:
     from qamqor.proactive import worker
 
-    with session_scope() as session:
-        _, events = birth_events(session, dt.date(2026, 9, 20))
-    _push(events)
+    _, events = _pushed_birth()
     looks: list[bool] = []
     real = worker.run_once
 

@@ -126,9 +126,9 @@ def _fetch(conn: Any, sql: str) -> pa.Table:
 def read_table(engine: Engine, sql: str) -> pa.Table:
     """The rows of ``sql`` (a PostgreSQL query) as one Arrow table, through a pooled ADBC
     connection in autocommit mode (no transaction stays open between reads), planned for
-    keyed lookups on cached data (``_SESSION``). Values travel
-    inside the SQL: build them with ``text_array`` or from integers. About half the client CPU
-    of the same rows through psycopg and ``pa.array`` (a thousand households' facts).
+    keyed lookups on cached data (``_SESSION``). Values travel inside the SQL: build them with
+    ``text_array`` or from integers. About half the client CPU of the same rows through
+    psycopg and ``pa.array`` (a thousand households' facts).
 
     A pooled connection that fails (the server may have closed it while idle) is dropped and
     the read tried once more on a new one; a new connection's failure is raised."""
