@@ -65,3 +65,9 @@ def test_disposing_the_engine_closes_its_pooled_connections(tmp_path: Path) -> N
         assert pool.idle.qsize() == 1
         engine.dispose()
         assert engine not in columnar._pools and pool.idle.qsize() == 0
+        # an engine used again after disposal gets a pool again, disposed the same way
+        read_table(engine, "SELECT 1 AS one")
+        again = columnar._pools[engine]
+        assert again is not pool and again.idle.qsize() == 1
+        engine.dispose()
+        assert engine not in columnar._pools and again.idle.qsize() == 0

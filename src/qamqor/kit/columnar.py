@@ -79,7 +79,9 @@ def _pool_of(engine: Engine) -> _AdbcPool:
         if pool is not None and pool.pid == os.getpid():
             return pool
         fresh = _pools[engine] = _AdbcPool(engine)
-        if pool is None:  # the engine's pool goes when the engine is disposed
+        # the engine's pool goes when the engine is disposed (an engine can be used again
+        # after that: one listener however often)
+        if not event.contains(engine, "engine_disposed", _dispose_pool):
             event.listen(engine, "engine_disposed", _dispose_pool)
         return fresh
 
