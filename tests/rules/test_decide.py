@@ -275,3 +275,27 @@ def test_the_api_explains_decisions_and_simulates_behind_the_policy(profiles: En
     listed = chief.post("/api/v1/simulations/changed-households?limit=3", json=body)
     assert listed.status_code == 200, listed.text
     assert len(listed.json()["changed_households"]["items"]) == 3
+
+
+def test_a_household_decided_again_after_the_country_run_writes_nothing(profiles: Engine) -> None:
+    """The worker's route (some households, ``store_all=False``, read by key) and the
+    country-wide route (read in bulk) decide on the same bytes: redeciding households the
+    country run just decided stores no new decision, flagged households included."""
+    decide(profiles)
+    with profiles.connect() as conn:
+        households = [
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT h.household_id FROM profile_head h JOIN profile_version v "
+                    "ON v.household_id = h.household_id AND v.version = h.version "
+                    "ORDER BY h.household_id"
+                )
+            )
+        ]
+        flagged = conn.execute(
+            text("SELECT count(*) FROM profile_version WHERE CAST(quality AS TEXT) <> '{}'")
+        ).scalar_one()
+    assert flagged > 0  # the synthetic defects taint some features
+    again = decide(profiles, None, households, store_all=False, resident=True)
+    assert again.written == 0
