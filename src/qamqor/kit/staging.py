@@ -62,9 +62,6 @@ def copy_into(
         )
     else:
         assert key is not None
-        rows: list[Any] = []
-        table = model.__table__
-        selected = [table.c[c] for c in columns]
         if connection.dialect.name == "postgresql":
             # one query with the keys as an array, read as Arrow on a pooled connection:
             # SQLAlchemy's rows and 500-value IN lists cost more than the query itself. (Under
@@ -76,6 +73,9 @@ def copy_into(
             )
             batches = read_table(connection.engine, sql).to_batches()
         else:
+            table = model.__table__
+            selected = [table.c[c] for c in columns]
+            rows: list[Any] = []
             for i in range(0, len(keys), 500):
                 rows.extend(
                     connection.execute(select(*selected).where(table.c[key].in_(keys[i : i + 500])))
