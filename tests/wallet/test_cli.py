@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from qamqor.cli import app
 from qamqor.kit.db import session_scope
+from qamqor.kit.settings import get_settings
 from qamqor.proactive.models import Entitlement, Offer
 from qamqor.wallet import payments, tranches
 from qamqor.wallet.models import Payment, Tranche
@@ -134,11 +135,14 @@ def test_sweep_returns_what_expired_and_refuses_to_sweep_ahead(engine: Engine) -
     )
     words = runner.invoke(app, ["wallet", "sweep"])
     assert words.exit_code == 0 and "0 tranches closed" in words.output
-    ahead = (now + dt.timedelta(days=1)).date().isoformat()
+    # tomorrow where the CLI reads dates (local midnight): from 19:00 UTC on, UTC's
+    # tomorrow is already today in Almaty
+    local = ZoneInfo(get_settings().local_timezone)
+    ahead = (now.astimezone(local) + dt.timedelta(days=1)).date().isoformat()
     refused = runner.invoke(app, ["wallet", "sweep", "--as-of", ahead])
     assert refused.exit_code == 2 and "ahead of time" in refused.output
-    local = runner.invoke(app, ["wallet", "sweep", "--as-of", "2026-11-01", "--json"])
-    assert json.loads(local.output)["as_of"] == "2026-10-31T19:00:00+00:00"  # Almaty midnight
+    past = runner.invoke(app, ["wallet", "sweep", "--as-of", "2026-11-01", "--json"])
+    assert json.loads(past.output)["as_of"] == "2026-10-31T19:00:00+00:00"  # Almaty midnight
 
 
 def test_signals_run_list_and_review(engine: Engine) -> None:
