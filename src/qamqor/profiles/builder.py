@@ -232,6 +232,28 @@ def _write(connection: Connection, snapshot: Snapshot, started_at: dt.datetime) 
         con,
         head_rows + " WHERE NOT new_head",
     )
+    if connection.dialect.name == "postgresql":
+        # one join: the correlated form below probes the staged rows four times a head
+        # (77-96 ms of the server's time for a worker cycle's 2,300 heads, against 35-40 ms)
+        connection.exec_driver_sql(
+            "UPDATE profile_head SET version = i.version, build_id = i.build_id, "
+            "region_code = i.region_code, content_sha256 = i.content_sha256 "
+            "FROM profile_head_incoming i WHERE i.household_id = profile_head.household_id"
+        )
+    else:
+        _update_heads_correlated(connection)
+    connection.exec_driver_sql("DROP TABLE IF EXISTS profile_head_incoming")
+    connection.execute(
+        update(ProfileBuild)
+        .where(ProfileBuild.id == build_id)
+        .values(changed=changed, finished_at=dt.datetime.now(dt.UTC))
+    )
+    return build_id, changed
+
+
+def _update_heads_correlated(connection: Connection) -> None:
+    """The staged heads into ``profile_head`` without ``UPDATE ... FROM`` (SQLite before
+    3.33 has none)."""
     connection.exec_driver_sql(
         """
         UPDATE profile_head SET
@@ -246,13 +268,6 @@ def _write(connection: Connection, snapshot: Snapshot, started_at: dt.datetime) 
         WHERE household_id IN (SELECT household_id FROM profile_head_incoming)
         """
     )
-    connection.exec_driver_sql("DROP TABLE IF EXISTS profile_head_incoming")
-    connection.execute(
-        update(ProfileBuild)
-        .where(ProfileBuild.id == build_id)
-        .values(changed=changed, finished_at=dt.datetime.now(dt.UTC))
-    )
-    return build_id, changed
 
 
 def _load_heads(connection: Connection, snapshot: Snapshot) -> None:
