@@ -252,56 +252,81 @@ def _typed(source: str, table: pa.Table) -> pa.Table:
 
 
 def _namesakes(connection: Connection, people: pa.Table, max_batch: int) -> pa.Table:
-    """Person records born the same day with the same last name as one of ``people``: what
-    the duplicate-person check compares them with (by birth date alone, a thousand households
-    drew half a million records, most of them strangers)."""
-    pairs = sorted(
-        {
-            (b, n)
-            for b, n in zip(
-                people.column("birth_date").to_pylist(),
-                people.column("last_name").to_pylist(),
-                strict=True,
-            )
-            if b is not None and n is not None
-        }
-    )
-    if not pairs:
+    """Every person record of the people who share a full name and birth date with one of
+    ``people`` (any of their records): what the duplicate-person check compares them with.
+
+    All of such a namesake's records come back, not only the matching one, so that the
+    snapshot's ``person`` (the newest record per IIN) is the same as in a country-wide run: a
+    namesake whose newest record carries another name is no duplicate. By birth date and last
+    name alone a cycle of 2,500 events drew ~10,000 records of strangers (26 share the whole
+    name here)."""
+    names = _full_names(people)
+    if not names:
         return _schema("population").empty_table()
+    members = sorted(set(people.column("iin").to_pylist()))
     if connection.dialect.name == "postgresql":
-        # One probe of the (birth_date, last_name) index per pair, forced: as a join, the
+        # One probe of the (birth_date, last_name) index per name, forced: as a join, the
         # planner hashed the whole register (1.4 s) or merged along all of its index (3.4 s)
         # once a cycle held 3,000 households; ``OFFSET 0`` keeps the subquery a nested loop.
-        # Two IN lists instead make PostgreSQL 15 probe their cross product. The people
-        # themselves are already read: only the others come back (half the rows).
-        sql = (
-            f"SELECT p.* FROM unnest({text_array(b.isoformat() for b, _ in pairs)}::date[], "
-            f"{text_array(n for _, n in pairs)}) AS w(birth_date, last_name), "
-            f"LATERAL (SELECT {_select_list('population', 'q.')} FROM fact_population q "
+        # Two IN lists instead make PostgreSQL 15 probe their cross product. ``ARRAY(...)`` is
+        # computed once, then the namesakes' records are read by IIN.
+        found = (
+            f"SELECT DISTINCT q.iin FROM unnest("
+            f"{text_array(n[0].isoformat() for n in names)}::date[], "
+            f"{text_array(n[1] for n in names)}, {text_array(n[2] for n in names)}, "
+            f"{text_array(n[3] for n in names)}) AS w(birth_date, last_name, first_name, "
+            "patronymic), LATERAL (SELECT q.iin FROM fact_population q "
             "WHERE q.birth_date = w.birth_date AND q.last_name = w.last_name "
-            f"AND q.batch_id <= {int(max_batch)} "
-            f"AND q.iin <> ALL({text_array(sorted(set(people.column('iin').to_pylist())))}) "
-            "OFFSET 0) AS p"
+            "AND q.first_name = w.first_name AND coalesce(q.patronymic, '') = w.patronymic "
+            f"AND q.batch_id <= {int(max_batch)} AND q.iin <> ALL({text_array(members)}) "
+            "OFFSET 0) AS q"
+        )
+        sql = (
+            f"SELECT {_select_list('population')} FROM fact_population "
+            f"WHERE iin = ANY(ARRAY({found})) AND batch_id <= {int(max_batch)}"
         )
         return _typed("population", read_table(connection.engine, sql))
     table = FACT_TABLES["population"]
-    schema = _schema("population")
-    columns = [table.c[name] for name in schema.names]
-    wanted = set(pairs)
-    birth = schema.names.index("birth_date")
-    last = schema.names.index("last_name")
-    found: list[Sequence[object]] = []
-    for i in range(0, len(pairs), _CHUNK):
-        chunk = pairs[i : i + _CHUNK]
+    wanted = set(names)
+    known = set(members)
+    iins: set[str] = set()
+    for i in range(0, len(names), _CHUNK):
+        chunk = names[i : i + _CHUNK]
         # both columns as IN lists walk the (birth_date, last_name) index; the cross product
-        # they allow is cut back to the pairs here
-        query = select(*columns).where(
-            table.c.birth_date.in_(sorted({b for b, _ in chunk})),
-            table.c.last_name.in_(sorted({n for _, n in chunk})),
+        # they allow is cut back to the names here
+        query = select(
+            table.c.iin,
+            table.c.birth_date,
+            table.c.last_name,
+            table.c.first_name,
+            table.c.patronymic,
+        ).where(
+            table.c.birth_date.in_(sorted({n[0] for n in chunk})),
+            table.c.last_name.in_(sorted({n[1] for n in chunk})),
             table.c.batch_id <= max_batch,
         )
-        found.extend(r for r in connection.execute(query) if (r[birth], r[last]) in wanted)
-    return _to_arrow("population", found)
+        for iin, born, last, first, patronymic in connection.execute(query):
+            if iin not in known and (born, last, first, patronymic or "") in wanted:
+                iins.add(iin)
+    return _rows(connection, "population", "iin", sorted(iins), max_batch)
+
+
+def _full_names(people: pa.Table) -> list[tuple[Any, str, str, str]]:
+    """(birth date, last name, first name, patronymic or '') of ``people``, as the
+    duplicate-person check compares them (a missing name matches nothing)."""
+    return sorted(
+        {
+            (b, last, first, patronymic or "")
+            for b, last, first, patronymic in zip(
+                people.column("birth_date").to_pylist(),
+                people.column("last_name").to_pylist(),
+                people.column("first_name").to_pylist(),
+                people.column("patronymic").to_pylist(),
+                strict=True,
+            )
+            if b is not None and last is not None and first is not None
+        }
+    )
 
 
 def _member_facts(
@@ -323,8 +348,9 @@ def load_households(
     """The facts a set of households' profiles and checks need, and nothing else.
 
     That is: their membership rows, every membership row of their members (a member may also be
-    listed elsewhere), their members' facts in every source, and the person records of their
-    members' namesakes born the same day (the duplicate-person check compares them).
+    listed elsewhere), their members' facts in every source, and the person records of the
+    people who share a member's full name and birth date (the duplicate-person check compares
+    them).
     """
     household = _rows(connection, "household", "household_id", household_ids, max_batch)
     iins = pc.unique(household.column("iin")).to_pylist()

@@ -102,7 +102,7 @@ class PopulationFact(_Provenance, Base):
         Index("ix_fact_population_iin", "iin"),
         Index("ix_fact_population_source_record_id", "source_record_id"),
         Index("ix_fact_population_batch_id", "batch_id"),
-        # a micro-batch profile reads the namesakes born the same day (duplicate-person check)
+        # a micro-batch profile looks up the namesakes born the same day (duplicate-person check)
         Index("ix_fact_population_birth_date_last_name", "birth_date", "last_name"),
     )
 
