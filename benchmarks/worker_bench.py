@@ -281,6 +281,27 @@ def _server_cpu_seconds() -> float:
     return total / ticks
 
 
+def machine_probe() -> float:
+    """CPU seconds of a fixed pure-Python loop (the best of three): how fast this shared
+    machine runs right now. The same code measured 1,466 events/s on one afternoon and 930 on
+    the next evening, when this probe took 1.1-1.5 s against 0.85 s; runs are comparable only
+    side by side, and the probe says how far apart two sessions' figures are."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        total = 0
+        for i in range(5_000_000):
+            total += i
+        best = min(best, time.process_time() - started)
+    return round(best, 3)
+
+
+def _steal_ticks() -> int:
+    """Ticks the hypervisor gave this machine's CPUs to others (``steal`` in /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) if len(fields) > 8 else 0
+
+
 def measure(since: dt.datetime) -> dict[str, Any]:
     from sqlalchemy import text
 
@@ -362,6 +383,8 @@ def main() -> None:
     events_file = out / "events.json"
     events_file.write_text(json.dumps(make_events(args.events, args.seed)))
     vacuum()
+    probe_before = machine_probe()
+    steal_before = _steal_ticks()
     load_before = [round(x, 2) for x in os.getloadavg()]
     server_before = _server_cpu_seconds()
     producer_before = os.times().children_user + os.times().children_system
@@ -423,10 +446,12 @@ def main() -> None:
         ),
         "postgres": round(_server_cpu_seconds() - server_before, 1),
     }
+    steal = (_steal_ticks() - steal_before) / os.sysconf("SC_CLK_TCK")
     for worker in workers:
         worker.terminate()
         worker.wait(timeout=60)
     result = measure(since)
+    probe_after = machine_probe()
     cycles = []
     for i in range(args.workers):
         for line in (out / f"worker-{i}.jsonl").read_text().splitlines():
@@ -447,6 +472,10 @@ def main() -> None:
         "chunk": args.chunk,
         # other users of the machine show here: the run shares 2 cores with them
         "load_average_before": load_before,
+        # the machine's speed before and after (``machine_probe``, lower is faster) and the
+        # CPU seconds the hypervisor took away during the run
+        "machine_probe_seconds": [probe_before, probe_after],
+        "steal_seconds": round(steal, 1),
         "producer": produced,
         "cycles": len(cycles),
         "mean_events_per_cycle": round(
