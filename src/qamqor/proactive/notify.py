@@ -31,10 +31,10 @@ import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -310,10 +310,9 @@ def notify_all(
     # One statement for all the rows, as an executemany that SQLAlchemy batches itself
     # ("insertmanyvalues", compiled once per process); a VALUES list per call was compiled
     # anew every time (300 offers: 3,000 parameters).
+    outbox = cast(Table, Notification.__table__)
     statement = (
-        insert(Notification.__table__)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(Notification.__table__.c.id)
+        insert(outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(outbox.c.id)
     )
     queued = len(session.connection().execute(statement, rows).all())
     session.flush()
