@@ -197,6 +197,24 @@ def test_an_accepted_event_is_stored_pending_with_its_payload(
         assert claimed.id == stored.id
 
 
+def test_quotes_backslashes_and_any_letters_are_stored_as_sent(engine: Engine) -> None:
+    """The inbox insert carries the rows as one JSON document on PostgreSQL: what a registry
+    sends comes back unchanged, to the microsecond."""
+    odd = person(2, record_id='POP-"q"\\{a,b}\'; \u2028', last_name="Әбілқасымова")
+    received = dt.datetime(2026, 11, 29, 5, 0, 1, 123456, tzinfo=dt.UTC)
+    sent = event(odd, occurred_at="2026-11-21T09:30:00.654321+05:00")
+    with session_scope() as session:
+        (result,) = events.accept_events(session, "population", [sent], received)
+    assert result.status == "accepted", result
+    (stored,) = inbox(engine)
+    assert events.payload_of(stored) == odd
+    assert stored.received_at == received
+    assert stored.occurred_at == dt.datetime(2026, 11, 21, 4, 30, 0, 654321, tzinfo=dt.UTC)
+    with session_scope() as session:  # the same event again: its digest matches
+        (again,) = events.accept_events(session, "population", [sent], received)
+    assert again.status == "duplicate"
+
+
 def test_the_same_event_again_is_a_duplicate_of_the_first(
     engine: Engine, clients: dict[str, TestClient]
 ) -> None:
