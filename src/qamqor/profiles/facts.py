@@ -15,6 +15,7 @@ provenance can be listed later exactly as it was.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -261,9 +262,10 @@ def _namesakes(connection: Connection, people: pa.Table, max_batch: int) -> pa.T
     name alone a cycle of 2,500 events drew ~10,000 records of strangers (26 share the whole
     name here)."""
     names = _full_names(people)
-    if not names:
+    if not names.num_rows:
         return _schema("population").empty_table()
-    members = sorted(set(people.column("iin").to_pylist()))
+    members = pc.unique(people.column("iin")).to_pylist()
+    born, last, first, patronymic = (names.column(i).to_pylist() for i in range(4))
     if connection.dialect.name == "postgresql":
         # One probe of the (birth_date, last_name) index per name, forced: as a join, the
         # planner hashed the whole register (1.4 s) or merged along all of its index (3.4 s)
@@ -271,11 +273,10 @@ def _namesakes(connection: Connection, people: pa.Table, max_batch: int) -> pa.T
         # Two IN lists instead make PostgreSQL 15 probe their cross product. ``ARRAY(...)`` is
         # computed once, then the namesakes' records are read by IIN.
         found = (
-            f"SELECT DISTINCT q.iin FROM unnest("
-            f"{text_array(n[0].isoformat() for n in names)}::date[], "
-            f"{text_array(n[1] for n in names)}, {text_array(n[2] for n in names)}, "
-            f"{text_array(n[3] for n in names)}) AS w(birth_date, last_name, first_name, "
-            "patronymic), LATERAL (SELECT q.iin FROM fact_population q "
+            f"SELECT DISTINCT q.iin FROM unnest({text_array(born)}::date[], "
+            f"{text_array(last)}, {text_array(first)}, {text_array(patronymic)}) "
+            "AS w(birth_date, last_name, first_name, patronymic), "
+            "LATERAL (SELECT q.iin FROM fact_population q "
             "WHERE q.birth_date = w.birth_date AND q.last_name = w.last_name "
             "AND q.first_name = w.first_name AND coalesce(q.patronymic, '') = w.patronymic "
             f"AND q.batch_id <= {int(max_batch)} AND q.iin <> ALL({text_array(members)}) "
@@ -287,11 +288,10 @@ def _namesakes(connection: Connection, people: pa.Table, max_batch: int) -> pa.T
         )
         return _typed("population", read_table(connection.engine, sql))
     table = FACT_TABLES["population"]
-    wanted = set(names)
+    wanted = set(zip(born, last, first, patronymic, strict=True))
     known = set(members)
     iins: set[str] = set()
-    for i in range(0, len(names), _CHUNK):
-        chunk = names[i : i + _CHUNK]
+    for i in range(0, len(born), _CHUNK):
         # both columns as IN lists walk the (birth_date, last_name) index; the cross product
         # they allow is cut back to the names here
         query = select(
@@ -301,32 +301,40 @@ def _namesakes(connection: Connection, people: pa.Table, max_batch: int) -> pa.T
             table.c.first_name,
             table.c.patronymic,
         ).where(
-            table.c.birth_date.in_(sorted({n[0] for n in chunk})),
-            table.c.last_name.in_(sorted({n[1] for n in chunk})),
+            table.c.birth_date.in_(
+                sorted({dt.date.fromisoformat(b) for b in born[i : i + _CHUNK]})
+            ),
+            table.c.last_name.in_(sorted(set(last[i : i + _CHUNK]))),
             table.c.batch_id <= max_batch,
         )
-        for iin, born, last, first, patronymic in connection.execute(query):
-            if iin not in known and (born, last, first, patronymic or "") in wanted:
+        for iin, day, last_name, first_name, middle in connection.execute(query):
+            if (
+                iin not in known
+                and (day.isoformat(), last_name, first_name, middle or "") in wanted
+            ):
                 iins.add(iin)
     return _rows(connection, "population", "iin", sorted(iins), max_batch)
 
 
-def _full_names(people: pa.Table) -> list[tuple[Any, str, str, str]]:
-    """(birth date, last name, first name, patronymic or '') of ``people``, as the
-    duplicate-person check compares them (a missing name matches nothing)."""
-    return sorted(
-        {
-            (b, last, first, patronymic or "")
-            for b, last, first, patronymic in zip(
-                people.column("birth_date").to_pylist(),
-                people.column("last_name").to_pylist(),
-                people.column("first_name").to_pylist(),
-                people.column("patronymic").to_pylist(),
-                strict=True,
-            )
-            if b is not None and last is not None and first is not None
-        }
+def _full_names(people: pa.Table) -> pa.Table:
+    """The distinct (birth date as ISO text, last name, first name, patronymic or '') of
+    ``people``, as the duplicate-person check compares them (a missing name matches nothing);
+    in Arrow: as Python tuples they took 4 % of a worker's cycle."""
+    valid = pc.and_(
+        pc.and_(pc.is_valid(people.column("birth_date")), pc.is_valid(people.column("last_name"))),
+        pc.is_valid(people.column("first_name")),
     )
+    names = pa.table(
+        {
+            "birth_date": pc.cast(people.column("birth_date"), pa.string()),
+            "last_name": people.column("last_name"),
+            "first_name": people.column("first_name"),
+            "patronymic": pc.fill_null(people.column("patronymic"), ""),
+        }
+    ).filter(valid)
+    keys = names.column_names
+    distinct = names.group_by(keys, use_threads=False).aggregate([])
+    return distinct.sort_by([(k, "ascending") for k in keys])
 
 
 def _member_facts(
