@@ -303,18 +303,21 @@ def notify_all(
         if recipient is not None:
             message = notice_message(notice, languages[recipient])
             row(f"notice:{notice.id}", notice.household_id, recipient, message)
-    if not rows:
-        session.flush()
-        return 0
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    # One statement for all the rows, as an executemany that SQLAlchemy batches itself
-    # ("insertmanyvalues", compiled once per process); a VALUES list per call was compiled
-    # anew every time (300 offers: 3,000 parameters).
-    outbox = cast(Table, Notification.__table__)
-    statement = (
-        insert(outbox).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(outbox.c.id)
-    )
-    queued = len(session.connection().execute(statement, rows).all())
+    queued = 0
+    if rows:
+        insert = (
+            postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        )
+        # One statement for all the rows, as an executemany that SQLAlchemy batches itself
+        # ("insertmanyvalues", compiled once per process); a VALUES list per call was compiled
+        # anew every time (300 offers: 3,000 parameters).
+        outbox = cast(Table, Notification.__table__)
+        statement = (
+            insert(outbox)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(outbox.c.id)
+        )
+        queued = len(session.connection().execute(statement, rows).all())
     session.flush()
     return queued
 

@@ -555,7 +555,7 @@ def reconcile(
         offer.recipient_iin = recipients[offer.household_id]
         if offer.recipient_iin is not None:
             # ``notify_all`` queues its SMS below, in this transaction: inserted as notified
-            # rather than updated so after (an UPDATE an offer, 5-8 % of a cycle's time)
+            # rather than updated so after (which flushed an UPDATE per offer)
             offer.status, offer.notified_at = "notified", now
     session.add_all(offers)
     session.add_all(notices)
