@@ -116,6 +116,8 @@ def test_the_resident_engine_is_locked_and_keeps_nothing_of_one_use_for_the_next
     for _ in range(2):
         with compute_engine("profiles", resident=True) as con:
             assert tables(con) == []
+            # one thread by default (QAMQOR_RESIDENT_THREADS), not the country run's two
+            assert con.execute("SELECT current_setting('threads')").fetchall() == [(1,)]
             con.register("incoming", pa.table({"iin": ["850314300123"]}))
             con.execute("CREATE OR REPLACE TABLE fact_population AS SELECT * FROM incoming")
             con.execute("CREATE OR REPLACE TEMP TABLE person AS FROM fact_population")
@@ -136,9 +138,13 @@ def test_the_resident_engine_is_locked_and_keeps_nothing_of_one_use_for_the_next
         assert path[0][0].endswith("profiles.duckdb")
         limit = con.execute("SELECT current_setting('memory_limit')").fetchall()
         assert limit == [("953.6 MiB",)]
+        assert con.execute("SELECT current_setting('threads')").fetchall() == [(2,)]
     # and a resident engine opened with other settings is opened again with them
+    monkeypatch.setenv("QAMQOR_RESIDENT_THREADS", "2")
+    get_settings.cache_clear()
     with compute_engine("profiles", resident=True) as con:
         assert con.execute("SELECT current_setting('memory_limit')").fetchall() == limit
+        assert con.execute("SELECT current_setting('threads')").fetchall() == [(2,)]
 
 
 def test_profiles_are_built_versioned_and_traceable(engine: Engine, extracts: Path) -> None:

@@ -107,7 +107,7 @@ def _resident_engine() -> duckdb.DuckDBPyConnection:
     changed (tests switch the var directory)."""
     global _resident
     settings = get_settings()
-    key = (settings.compute_memory_limit, settings.compute_threads, settings.staging_dir)
+    key = (settings.compute_memory_limit, settings.resident_threads, settings.staging_dir)
     if _resident is not None and _resident[0] == key:
         return _resident[1]
     close_resident()
@@ -117,7 +117,7 @@ def _resident_engine() -> duckdb.DuckDBPyConnection:
             ":memory:",
             config={
                 "memory_limit": settings.compute_memory_limit,
-                "threads": settings.compute_threads,
+                "threads": settings.resident_threads,
                 "temp_directory": str(spill),
                 **_CONFIG,
             },

@@ -32,6 +32,7 @@ out are taken over by the next cycle of any worker.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import signal
 import time
@@ -730,6 +731,22 @@ def warm_up() -> None:
         pass
 
 
+# Objects a cycle allocates before the collector's youngest generation is examined (Python's
+# default: 700). A 2,500-event cycle allocates over a million (ORM rows, Arrow-to-Python
+# values, sqlglot trees); at 700 the collector ran ~130 times a cycle and took ~0.1 s of its
+# 1.6-1.8 s of CPU, finding little: a cycle's objects die with it by reference counting.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def _tune_collector() -> None:
+    """Keep what warm-up loaded (catalogues, compiled SQL, Babel's data: ~160,000 objects)
+    out of the collector's scans, and let it run rarely."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def pending_work(engine: Engine) -> int:
     with Session(engine) as session:
         return int(
@@ -761,6 +778,7 @@ def run(
     previous = [signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)]
     done = 0
     warm_up()
+    _tune_collector()
     # Leases run out only when a worker died (or stalled) a whole lease ago: looking for them
     # every cycle and poll cost the server 18 ms a time while the other worker's events were
     # applied (13 % of its CPU in the benchmark); a quarter lease late is soon enough.
