@@ -609,3 +609,51 @@ def test_a_step_that_collides_with_another_worker_is_done_again() -> None:
     with pytest.raises(ValueError, match="not a collision"):
         _retrying(report, fails)
     assert report.retries == 0
+
+
+def test_an_idle_worker_starts_its_cycle_when_events_arrive_on_postgresql(
+    decided: Engine, tmp_path: Path
+) -> None:
+    if decided.dialect.name != "postgresql":
+        pytest.skip("SQLite has no notifications: the worker polls (docs/proactive.md)")
+    env = {
+        **os.environ,
+        "QAMQOR_DATABASE_URL": _worker_url(decided),
+        "QAMQOR_VAR_DIR": str(tmp_path / "var"),
+    }
+    # a poll of ten minutes: only the notification of a push can start a cycle sooner
+    command = [sys.executable, "-m", "qamqor", "worker", "--poll-seconds", "600"]
+    worker = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+    try:
+
+        def done_within(count: int, seconds: float) -> bool:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                done = "SELECT count(*) FROM registry_event WHERE status = 'done'"
+                if _count(decided, done) == count:
+                    return True
+                time.sleep(0.2)
+            return False
+
+        _, first = _pushed_birth()  # done by the worker's first cycle, or woken for
+        assert done_within(len(first), 300)
+        # now it is idle, waiting: the next push must wake it
+        with session_scope() as session:
+            household = session.execute(
+                text("SELECT household_id FROM profile_head ORDER BY household_id LIMIT 1")
+            ).scalar_one()
+        from qamqor.proactive import demo
+
+        real = demo._candidate
+        demo._candidate = lambda _s: household  # type: ignore[assignment]
+        try:
+            with session_scope() as session:
+                _, second = birth_events(session, dt.date(2026, 9, 21), serial_from=4000)
+        finally:
+            demo._candidate = real  # type: ignore[assignment]
+        _push(second)
+        assert done_within(len(first) + len(second), 120)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        # a stop is seen within a second of waiting, not after the ten-minute poll
+        assert worker.wait(timeout=60) == 0

@@ -34,7 +34,9 @@ from qamqor.kit.errors import QamqorError
 BATCH_ROWS = 65_536
 
 
-def _postgres_uri(engine: Engine) -> str:
+def postgres_uri(engine: Engine) -> str:
+    """A libpq URI for ``engine``'s database with its search path (a test's schema): for
+    connections outside SQLAlchemy's pool (ADBC here, the worker's ``LISTEN``)."""
     url = engine.url
     with engine.connect() as conn:
         search_path = str(conn.exec_driver_sql("SHOW search_path").scalar_one())
@@ -55,7 +57,7 @@ class _AdbcPool:
     """Idle ADBC connections to one engine's database, for this process only."""
 
     def __init__(self, engine: Engine) -> None:
-        self.uri = _postgres_uri(engine)
+        self.uri = postgres_uri(engine)
         self.pid = os.getpid()
         self.idle: queue.LifoQueue[Any] = queue.LifoQueue()
 
@@ -187,7 +189,7 @@ def read_batches(engine: Engine, sql: str) -> Iterator[pa.RecordBatch]:
     if engine.dialect.name == "postgresql":
         import adbc_driver_postgresql.dbapi
 
-        with adbc_driver_postgresql.dbapi.connect(_postgres_uri(engine)) as conn:
+        with adbc_driver_postgresql.dbapi.connect(postgres_uri(engine)) as conn:
             cursor = conn.cursor()
             cursor.execute(sql)
             yield from cursor.fetch_record_batch()

@@ -60,6 +60,7 @@ from qamqor.proactive.locks import household_locks
 from qamqor.proactive.models import Entitlement, Notice, Offer
 from qamqor.proactive.notify import local_day, notify_all, program_payment
 from qamqor.proactive.offers import entitlement_period, expire_due
+from qamqor.proactive.wakeup import InboxWaiter
 from qamqor.profiles.builder import build
 from qamqor.profiles.models import ProfileBuild
 from qamqor.registry.catalogue import get_source
@@ -784,11 +785,16 @@ def run(
     # applied (13 % of its CPU in the benchmark); a quarter lease late is soon enough.
     take_over_every = min(max(lease.total_seconds() / 4, 0.05), 30.0)
     next_take_over = 0.0
+    waiter: InboxWaiter | None = None
     try:
+        # an idle worker wakes when a push commits (PostgreSQL), at the latest after a poll;
+        # ``once`` stops when the inbox is empty instead
+        waiter = InboxWaiter(engine, listen=not once)
         while not stopping:
             due = time.monotonic() >= next_take_over
             if due:
                 next_take_over = time.monotonic() + take_over_every
+            waiter.drain()  # this cycle sees what they announce
             report = run_once(engine, as_of, limit, lease=lease, take_over_leases=due)
             done += report.done
             if on_cycle and (report.claimed or report.taken_over):
@@ -799,8 +805,10 @@ def run(
                         break
                     time.sleep(poll_seconds)  # another worker's lease: wait for it
                     continue
-                time.sleep(poll_seconds)
+                waiter.wait(poll_seconds, lambda: stopping)
     finally:
+        if waiter is not None:
+            waiter.close()
         for s, handler in zip((signal.SIGTERM, signal.SIGINT), previous, strict=True):
             signal.signal(s, handler)
     return done

@@ -306,6 +306,10 @@ _INBOX_COLUMNS = {
 }
 
 
+# PostgreSQL's notification channel of new inbox events; the payload is the schema
+INBOX_CHANNEL = "qamqor_inbox"
+
+
 def _insert_postgres(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
     """``_insert_statement`` on PostgreSQL as one statement over the rows as one JSON
     document, in ``rows``' order, on the session's own connection (its transaction).
@@ -338,7 +342,11 @@ def _insert_postgres(session: Session, rows: list[dict[str, Any]]) -> dict[str, 
     assert driver is not None
     with driver.cursor() as cursor:
         cursor.execute(sql, (document,))
-        return {event_id: inbox_id for inbox_id, event_id in cursor.fetchall()}
+        inserted = {event_id: inbox_id for inbox_id, event_id in cursor.fetchall()}
+        if inserted:
+            # wakes idle workers when this transaction commits (``proactive/wakeup.py``)
+            cursor.execute("SELECT pg_notify(%s, current_schema())", (INBOX_CHANNEL,))
+        return inserted
 
 
 def _insert_statement(session: Session) -> Any:
