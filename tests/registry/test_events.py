@@ -564,3 +564,60 @@ def test_the_cli_pushes_a_file_and_lists_the_inbox(engine: Engine, tmp_path: Pat
     assert unknown.exit_code == 1 and "unknown source registry" in unknown.output
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(RegistryEvent)) == 2
+
+
+def test_prepared_checks_keep_each_call_and_thread_to_its_own_rows() -> None:
+    import duckdb
+    import pyarrow as pa
+
+    from qamqor.registry.catalogue import get_source
+    from qamqor.registry.validation import PreparedChecks
+
+    source = get_source("income")
+    database = duckdb.connect(config={"threads": 1})
+    checks = PreparedChecks(lambda: database)
+    outer = "SELECT line_no, all_reasons FROM ({checks}) ORDER BY line_no"
+
+    def rows(count: int, updated_on: str, iin: str) -> pa.Table:
+        row = {
+            "record_id": "R",
+            "iin": iin,
+            "period": "2026-09",
+            "income_type": "wage",
+            "amount": "1000.00",
+            "payer_bin": "",
+            "updated_on": updated_on,
+        }
+        columns = {n: pa.array([row[n]] * count, pa.string()) for n in source.column_names}
+        columns["line_no"] = pa.array(range(count), pa.int64())
+        columns["raw"] = pa.nulls(count, pa.string())
+        return pa.table(columns)
+
+    good = valid_iin(7)
+    day = dt.date(2026, 11, 29)
+    assert checks.execute(source, rows(3, "2026-11-02", good), day, outer).fetchall() == [
+        (0, []),
+        (1, []),
+        (2, []),
+    ]
+    # the next call's rows replace the last call's, they are not added to them
+    assert checks.execute(source, rows(1, "2026-11-02", good), day, outer).fetchall() == [(0, [])]
+    # the reference day is part of the statement: the same row is from the future before it
+    ahead = checks.execute(source, rows(1, "2026-11-02", good), dt.date(2026, 11, 1), outer)
+    assert ahead.fetchall() == [(0, ["date_in_future:updated_on"])]
+    # threads at once, each with rows of its own (a bad IIN in one of them)
+    found: dict[int, list[Any]] = {}
+
+    def check(n: int) -> None:
+        iin = good if n % 2 else good[:-1] + str((int(good[-1]) + 1) % 10)
+        for _ in range(20):
+            found[n] = checks.execute(source, rows(n, "2026-11-02", iin), day, outer).fetchall()
+
+    threads = [threading.Thread(target=check, args=(n,)) for n in range(1, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n, result in found.items():
+        assert len(result) == n
+        assert all(bool(reasons) == (n % 2 == 0) for _, reasons in result), (n, result)

@@ -67,7 +67,7 @@ from qamqor.registry.catalogue import get_source
 from qamqor.registry.events import claim_pending, extract_row, payload_of
 from qamqor.registry.loading import bulk_insert
 from qamqor.registry.models import FACT_TABLES, Batch, HouseholdFact, RegistryEvent
-from qamqor.registry.validation import fact_column, validation_sql
+from qamqor.registry.validation import PreparedChecks, fact_column
 from qamqor.rules.models import DecisionHead
 from qamqor.rules.service import decide
 from qamqor.rules.spec import load_programs
@@ -154,8 +154,8 @@ def reference_date(engine: Engine) -> dt.date:
 @cache
 def _validator() -> duckdb.DuckDBPyConnection:
     """The worker's DuckDB for the extract checks, kept for the life of the process: opening
-    one took 40-150 ms here, per source and cycle. Each use takes its own cursor (a connection
-    of its own to this in-memory database: its registrations stay its own). Without the
+    one took 40-150 ms here, per source and cycle. The checks run on a cursor of its own
+    (``_CHECKS``: a table refilled per cycle, the checks prepared once). Without the
     optimiser, as ``registry.events._checker`` (why: there)."""
     return duckdb.connect(
         config={
@@ -165,6 +165,10 @@ def _validator() -> duckdb.DuckDBPyConnection:
             "enable_optimizer": False,
         }
     )
+
+
+# the checks prepared once over a table each cycle refills (why: PreparedChecks)
+_CHECKS = PreparedChecks(lambda: _validator())
 
 
 def _typed_rows(
@@ -185,21 +189,16 @@ def _typed_rows(
     fact_columns = [fact_column(c) for c in source.columns]
     date_like = {fact_column(c) for c in source.columns if c.type in ("date", "month")}
     out = [f'CAST("{c}" AS VARCHAR) AS "{c}"' if c in date_like else f'"{c}"' for c in fact_columns]
-    con = _validator().cursor()
-    try:
-        con.register("payloads", pa.table(columns))
-        result = con.execute(
-            f"SELECT {', '.join(out)}, line_no, CAST(valid_from AS VARCHAR) AS valid_from, "
-            "CAST(valid_to AS VARCHAR) AS valid_to, all_reasons "
-            f"FROM ({validation_sql(source, 'payloads', today)}) ORDER BY line_no"
-        )
-        # A relation (``con.sql``) binds the checks' large query twice: 20 ms more a source
-        # and cycle than ``execute``, whose one extra copy of a micro-batch costs nothing.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
-            table = result.to_arrow_table()
-    finally:
-        con.close()
+    result = _CHECKS.execute(
+        source,
+        pa.table(columns),
+        today,
+        f"SELECT {', '.join(out)}, line_no, CAST(valid_from AS VARCHAR) AS valid_from, "
+        "CAST(valid_to AS VARCHAR) AS valid_to, all_reasons FROM ({checks}) ORDER BY line_no",
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+        table = result.to_arrow_table()
     assert table is not None
     reasons = {
         int(line): list(found)

@@ -43,7 +43,7 @@ from qamqor.privacy import keyring as keyring_module
 from qamqor.registry import iin
 from qamqor.registry.catalogue import LANGUAGES, Source, sources
 from qamqor.registry.models import RAW_SEALED, RegistryEvent
-from qamqor.registry.validation import validation_sql
+from qamqor.registry.validation import PreparedChecks
 
 MAX_EVENTS = 1000
 # A registry's clock may run a little ahead of ours; an event further in the future is an error.
@@ -181,10 +181,10 @@ def extract_row(source: Source, payload: dict[str, Any]) -> tuple[dict[str, str]
 def _checker() -> duckdb.DuckDBPyConnection:
     """The process's DuckDB for the extract checks of incoming events, opened once: a new
     engine per request and source cost about 50 ms (the producer of the worker benchmark
-    could not push 2,000 events/s for it). Each call takes its own cursor — a connection of
-    its own to this in-memory database, so what it registers stays its own and concurrent
-    requests do not meet. It reads only the Arrow tables handed to it (no file or network
-    access, configuration locked).
+    could not push 2,000 events/s for it). Each thread takes a cursor of its own — a
+    connection of its own to this in-memory database, so its tables and prepared checks stay
+    its own and concurrent requests do not meet (``validation.PreparedChecks``). It reads only
+    the Arrow tables handed to it (no file or network access, configuration locked).
 
     Without DuckDB's optimiser: the checks are one projection over a request's rows (no join,
     no filter to push down), and optimising that 6-14 KB expression list took as long as
@@ -203,6 +203,10 @@ def _checker() -> duckdb.DuckDBPyConnection:
     return con
 
 
+# the checks prepared once per thread over a table each call refills (why: PreparedChecks)
+_CHECKS = PreparedChecks(lambda: _checker())
+
+
 def _column_reasons(source: Source, rows: list[dict[str, str]], today: dt.date) -> list[list[str]]:
     """The extract checks (registry/validation.py) of each row, in one DuckDB query."""
     if not rows:
@@ -212,14 +216,9 @@ def _column_reasons(source: Source, rows: list[dict[str, str]], today: dt.date) 
     }
     columns["line_no"] = pa.array(range(len(rows)), pa.int64())
     columns["raw"] = pa.nulls(len(rows), pa.string())
-    con = _checker().cursor()
-    try:
-        con.register("payloads", pa.table(columns))
-        found = con.execute(
-            f"SELECT line_no, all_reasons FROM ({validation_sql(source, 'payloads', today)})"
-        ).fetchall()
-    finally:
-        con.close()
+    found = _CHECKS.execute(
+        source, pa.table(columns), today, "SELECT line_no, all_reasons FROM ({checks})"
+    ).fetchall()
     reasons: list[list[str]] = [[] for _ in rows]
     for line_no, codes in found:
         reasons[int(line_no)] = list(codes)

@@ -14,6 +14,12 @@ repaired: a value either passes as sent or the row is rejected.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import threading
+from collections.abc import Callable
+
+import duckdb
+import pyarrow as pa
 
 from qamqor.registry.catalogue import Column, Source
 from qamqor.registry.iin import iin_check_sql, iin_sums_sql
@@ -224,3 +230,67 @@ SELECT *,
             THEN list_append(reasons, 'period_inverted') ELSE reasons END AS all_reasons
 FROM checked
 """
+
+
+# numbers the threads' tables of every PreparedChecks in the process
+_THREADS = itertools.count(1)
+
+
+class PreparedChecks:
+    """``validation_sql`` over small batches (an event push, a worker cycle), prepared once.
+
+    Registering each batch as a new Arrow view and running the checks over it made DuckDB
+    bind and plan their 6-14 KB of SQL at every call: 21 ms a source and call at 330 rows,
+    14 ms at 10, against 6 and 4 ms when the rows go into a table that stays (emptied and
+    refilled) and the checks are a statement prepared once over it (measured side by side).
+    A *temporary* table would not do: refilling one made every ``EXECUTE`` bind again (14 ms).
+    Each thread gets a cursor and a table of its own (``connect().cursor()``: its prepared
+    statements are its own, and the table is named for it), so concurrent pushes never meet;
+    the table keeps the last call's rows until the next. ``outer`` wraps the checks
+    (``{checks}`` stands for them, the only braces it may hold) in what the caller selects; a
+    statement is prepared per source, reference day and ``outer``.
+    """
+
+    # prepared statements kept per thread before they are dropped (a new day adds some)
+    LIMIT = 64
+
+    def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection]) -> None:
+        self._connect = connect
+        self._local = threading.local()
+
+    def execute(
+        self, source: Source, rows: pa.Table, today: dt.date, outer: str
+    ) -> duckdb.DuckDBPyConnection:
+        """The checks of ``rows`` (the source's columns as strings, ``line_no``, ``raw``) as
+        ``outer`` selects them; the result is on the returned cursor."""
+        state = self._local.__dict__
+        if "con" not in state:
+            state["con"] = self._connect().cursor()
+            state["tables"] = set()
+            state["prepared"] = {}
+            state["thread"] = next(_THREADS)
+        con: duckdb.DuckDBPyConnection = state["con"]
+        table = f"payloads_{source.code}_{state['thread']}"
+        con.register("incoming", rows)
+        try:
+            if table not in state["tables"]:
+                con.execute(f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM incoming LIMIT 0')
+                state["tables"].add(table)
+            else:
+                con.execute(f'DELETE FROM "{table}"')
+            con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM incoming')
+        finally:
+            con.unregister("incoming")
+        prepared: dict[tuple[str, dt.date, str], str] = state["prepared"]
+        key = (source.code, today, outer)
+        name = prepared.get(key)
+        if name is None:
+            if len(prepared) >= self.LIMIT:
+                for old in prepared.values():
+                    con.execute(f"DEALLOCATE {old}")
+                prepared.clear()
+            name = f"checks_{len(prepared)}_{source.code}"
+            checks = validation_sql(source, f'"{table}"', today)
+            con.execute(f"PREPARE {name} AS {outer.format(checks=checks)}")
+            prepared[key] = name
+        return con.execute(f"EXECUTE {name}")
