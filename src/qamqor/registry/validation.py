@@ -234,6 +234,9 @@ FROM checked
 
 # numbers the threads' tables of every PreparedChecks in the process
 _THREADS = itertools.count(1)
+# how many tables they have created: a statement prepared before the last one is stale
+_DDL = [0]
+_DDL_LOCK = threading.Lock()
 
 
 class PreparedChecks:
@@ -276,19 +279,25 @@ class PreparedChecks:
             if table not in state["tables"]:
                 con.execute(f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM incoming LIMIT 0')
                 state["tables"].add(table)
+                with _DDL_LOCK:
+                    _DDL[0] += 1
             else:
                 con.execute(f'DELETE FROM "{table}"')
             con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM incoming')
         finally:
             con.unregister("incoming")
         prepared: dict[tuple[str, dt.date, str], str] = state["prepared"]
+        if state.get("ddl") != _DDL[0] or len(prepared) >= self.LIMIT:
+            # A statement prepared before a table was created (by any thread) is bound again
+            # at every EXECUTE (DuckDB 2.0 compares the catalog's version with the one it was
+            # prepared under, and keeps the old one): 4 -> 12 ms a call. Prepare afresh.
+            state["ddl"] = _DDL[0]
+            for old in prepared.values():
+                con.execute(f"DEALLOCATE {old}")
+            prepared.clear()
         key = (source.code, today, outer)
         name = prepared.get(key)
         if name is None:
-            if len(prepared) >= self.LIMIT:
-                for old in prepared.values():
-                    con.execute(f"DEALLOCATE {old}")
-                prepared.clear()
             name = f"checks_{len(prepared)}_{source.code}"
             checks = validation_sql(source, f'"{table}"', today)
             con.execute(f"PREPARE {name} AS {outer.format(checks=checks)}")
