@@ -45,6 +45,16 @@ def _push(event_id: str, commit: bool = True) -> None:
             session.rollback()
 
 
+def _woken_by_a_push(waiter: InboxWaiter, event_id: str) -> bool:
+    """Whether a push committed by another thread while ``waiter`` waits (a minute) wakes it."""
+    pusher = threading.Timer(0.3, _push, args=(event_id,))
+    pusher.start()
+    try:
+        return waiter.wait(60)
+    finally:
+        pusher.join()
+
+
 def test_with_nothing_pushed_the_wait_lasts_the_poll(engine: Engine) -> None:
     waiter = InboxWaiter(engine)
     try:
@@ -75,10 +85,7 @@ def test_a_committed_push_wakes_the_waiter_and_nothing_else_does(engine: Engine)
         assert waiter.wait(0.3) is False
         # pushed while it waits: only a notification makes ``wait`` return True (a timeout
         # returns False), and a minute's wait would outlast the test's push by far
-        pusher = threading.Timer(0.3, _push, args=("while-waiting",))
-        pusher.start()
-        assert waiter.wait(60) is True
-        pusher.join()
+        assert _woken_by_a_push(waiter, "while-waiting")
     finally:
         waiter.close()
 
@@ -92,9 +99,6 @@ def test_a_lost_connection_falls_back_to_polling_and_listens_again(engine: Engin
         with engine.connect() as conn:
             conn.execute(text(f"SELECT pg_terminate_backend({int(listening)})"))
         assert waiter.wait(0.3) is False  # the broken connection: a poll's sleep, no error
-        pusher = threading.Timer(0.5, _push, args=("after-reconnect",))
-        pusher.start()
-        assert waiter.wait(60) is True  # listening again
-        pusher.join()
+        assert _woken_by_a_push(waiter, "after-reconnect")  # listening again
     finally:
         waiter.close()

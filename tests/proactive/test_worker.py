@@ -657,3 +657,27 @@ def test_an_idle_worker_starts_its_cycle_when_events_arrive_on_postgresql(
         worker.send_signal(signal.SIGTERM)
         # a stop is seen within a second of waiting, not after the ten-minute poll
         assert worker.wait(timeout=60) == 0
+
+
+def test_a_worker_tunes_the_collector_while_it_runs_and_restores_it(engine: Engine) -> None:
+    import gc
+
+    from qamqor.proactive.worker import GC_YOUNG_THRESHOLD
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    seen: list[tuple[int, int, int]] = []
+    real = run_once
+
+    def spying(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.get_threshold())
+        return real(*args, **kwargs)
+
+    import qamqor.proactive.worker as worker
+
+    worker.run_once = spying  # type: ignore[assignment]
+    try:
+        assert run(engine, as_of=AS_OF, once=True) == 0  # an empty inbox: one cycle
+    finally:
+        worker.run_once = real  # type: ignore[assignment]
+    assert seen and seen[0][0] == GC_YOUNG_THRESHOLD
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen)

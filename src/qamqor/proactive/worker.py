@@ -738,13 +738,14 @@ def warm_up() -> None:
 GC_YOUNG_THRESHOLD = 50_000
 
 
-def _tune_collector() -> None:
+def _tune_collector() -> tuple[int, int, int]:
     """Keep what warm-up loaded (catalogues, compiled SQL, Babel's data: ~160,000 objects)
-    out of the collector's scans, and let it run rarely."""
+    out of the collector's scans, and let it run rarely; returns the thresholds before."""
+    before = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    gc.set_threshold(GC_YOUNG_THRESHOLD, before[1], before[2])
+    return before
 
 
 def pending_work(engine: Engine) -> int:
@@ -778,7 +779,7 @@ def run(
     previous = [signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)]
     done = 0
     warm_up()
-    _tune_collector()
+    collector = _tune_collector()  # as it was again when ``run`` returns (tests call it)
     # Leases run out only when a worker died (or stalled) a whole lease ago: looking for them
     # every cycle and poll cost the server 18 ms a time while the other worker's events were
     # applied (13 % of its CPU in the benchmark); a quarter lease late is soon enough.
@@ -808,6 +809,8 @@ def run(
     finally:
         if waiter is not None:
             waiter.close()
+        gc.unfreeze()
+        gc.set_threshold(*collector)
         for s, handler in zip((signal.SIGTERM, signal.SIGINT), previous, strict=True):
             signal.signal(s, handler)
     return done
