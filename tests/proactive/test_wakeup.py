@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -67,38 +68,42 @@ def test_with_nothing_pushed_the_wait_lasts_the_poll(engine: Engine) -> None:
         waiter.close()
 
 
-def test_a_committed_push_wakes_the_waiter_and_nothing_else_does(engine: Engine) -> None:
+@pytest.fixture
+def listening(engine: Engine) -> Iterator[InboxWaiter]:
+    """A waiter listening on PostgreSQL (SQLite has no notifications: the worker polls)."""
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite has no notifications: the worker polls (docs/proactive.md)")
     waiter = InboxWaiter(engine)
     try:
-        # rolled back: PostgreSQL drops the notification with the transaction
-        _push("rolled-back", commit=False)
-        # another schema's inbox (another test, another deployment in the same database)
-        with engine.begin() as conn:
-            conn.execute(text(f"SELECT pg_notify('{INBOX_CHANNEL}', 'some_other_schema')"))
-        assert waiter.wait(0.5) is False
-        # one pushed while the worker was busy, before its next cycle claimed: forgotten
-        _push("before-the-cycle")
-        time.sleep(0.2)
-        waiter.drain()
-        assert waiter.wait(0.3) is False
-        # pushed while it waits: only a notification makes ``wait`` return True (a timeout
-        # returns False), and a minute's wait would outlast the test's push by far
-        assert _woken_by_a_push(waiter, "while-waiting")
+        yield waiter
     finally:
         waiter.close()
 
 
-def test_a_lost_connection_falls_back_to_polling_and_listens_again(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has no notifications")
-    waiter = InboxWaiter(engine)
-    try:
-        listening = waiter._conn.info.backend_pid  # its own connection, no other test's
-        with engine.connect() as conn:
-            conn.execute(text(f"SELECT pg_terminate_backend({int(listening)})"))
-        assert waiter.wait(0.3) is False  # the broken connection: a poll's sleep, no error
-        assert _woken_by_a_push(waiter, "after-reconnect")  # listening again
-    finally:
-        waiter.close()
+def test_a_committed_push_wakes_the_waiter_and_nothing_else_does(
+    engine: Engine, listening: InboxWaiter
+) -> None:
+    # rolled back: PostgreSQL drops the notification with the transaction
+    _push("rolled-back", commit=False)
+    # another schema's inbox (another test, another deployment in the same database)
+    with engine.begin() as conn:
+        conn.execute(text(f"SELECT pg_notify('{INBOX_CHANNEL}', 'some_other_schema')"))
+    assert listening.wait(0.5) is False
+    # one pushed while the worker was busy, before its next cycle claimed: forgotten
+    _push("before-the-cycle")
+    time.sleep(0.2)
+    listening.drain()
+    assert listening.wait(0.3) is False
+    # pushed while it waits: only a notification makes ``wait`` return True (a timeout
+    # returns False), and a minute's wait would outlast the test's push by far
+    assert _woken_by_a_push(listening, "while-waiting")
+
+
+def test_a_lost_connection_falls_back_to_polling_and_listens_again(
+    engine: Engine, listening: InboxWaiter
+) -> None:
+    backend = listening._conn.info.backend_pid  # its own connection, no other test's
+    with engine.connect() as conn:
+        conn.execute(text(f"SELECT pg_terminate_backend({int(backend)})"))
+    assert listening.wait(0.3) is False  # the broken connection: a poll's sleep, no error
+    assert _woken_by_a_push(listening, "after-reconnect")  # listening again

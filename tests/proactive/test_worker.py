@@ -26,10 +26,10 @@ from qamqor.proactive.models import Entitlement, Notice, Offer
 from qamqor.proactive.worker import run, run_once
 from qamqor.profiles.builder import build
 from qamqor.registry.events import accept_events
-from qamqor.registry.ingest import expand_paths, ingest_file
 from qamqor.registry.models import RegistryEvent
 from qamqor.rules.service import decide
 from qamqor.synth import generate
+from tests.registry.builders import ingest_all
 
 AS_OF = dt.date(2026, 10, 1)
 TODAY = dt.date(2026, 11, 29)
@@ -45,8 +45,7 @@ def extracts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def decided(engine: Engine, extracts: Path) -> Engine:
-    for path, source, entry in expand_paths([extracts]):
-        assert ingest_file(path, source=source, manifest=entry, engine=engine, today=TODAY)
+    ingest_all(engine, [extracts], TODAY)
     build(engine, AS_OF)
     decide(engine)
     return engine

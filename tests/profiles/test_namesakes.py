@@ -12,9 +12,9 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Engine
 
 from qamqor.profiles.builder import build
-from qamqor.registry.ingest import expand_paths, ingest_file
 from qamqor.registry.models import Batch, PopulationFact
 from qamqor.synth import generate
+from tests.registry.builders import ingest_all
 
 AS_OF = dt.date(2026, 10, 1)
 TODAY = dt.date(2026, 11, 29)
@@ -36,8 +36,7 @@ def extracts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def built(engine: Engine, extracts: Path) -> Engine:
-    for path, source, entry in expand_paths([extracts]):
-        assert ingest_file(path, source=source, manifest=entry, engine=engine, today=TODAY)
+    ingest_all(engine, [extracts], TODAY)
     build(engine, AS_OF)
     return engine
 

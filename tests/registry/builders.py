@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from sqlalchemy.engine import Engine
 
 from qamqor.registry import iin
 from qamqor.registry.catalogue import get_source
+from qamqor.registry.ingest import expand_paths, ingest_file
 
 FIRST_NAMES = ["Ерлан", "Айгүл", "Нұрлан", "Анна", "Сәбит", "Ольга"]
 LAST_NAMES = ["Ахметов", "Иванова", "Сейітқалиев", "Петрова", "Жұмабаев", "Ким"]
@@ -110,3 +112,9 @@ def write_parquet(path: Path, rows: list[dict[str, str]], source: str = "populat
     table = pa.table({c: pa.array([r.get(c) or None for r in rows], pa.string()) for c in columns})
     pq.write_table(table, path)
     return path
+
+
+def ingest_all(engine: Engine, paths: list[Path], today: dt.date) -> None:
+    """Ingest every extract under ``paths`` (as ``synth.generate`` writes them), each accepted."""
+    for path, source, entry in expand_paths(paths):
+        assert ingest_file(path, source=source, manifest=entry, engine=engine, today=today)

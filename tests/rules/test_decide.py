@@ -18,7 +18,6 @@ from qamqor.kit.db import session_scope
 from qamqor.kit.duck import compute_engine
 from qamqor.profiles.builder import build
 from qamqor.profiles.catalogue import load_catalogue
-from qamqor.registry.ingest import expand_paths, ingest_file
 from qamqor.rules import engine as rules_engine
 from qamqor.rules.models import Decision, DecisionHead, PopulationFigure
 from qamqor.rules.population import load_input
@@ -34,6 +33,7 @@ from qamqor.rules.service import (
 from qamqor.rules.simulate import SimulationError, simulate
 from qamqor.rules.spec import load_parameters, load_programs
 from qamqor.synth import generate
+from tests.registry.builders import ingest_all
 
 AS_OF = dt.date(2026, 10, 1)
 TODAY = dt.date(2026, 11, 29)
@@ -49,8 +49,7 @@ def extracts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def profiles(engine: Engine, extracts: Path) -> Engine:
-    for path, source, entry in expand_paths([extracts]):
-        assert ingest_file(path, source=source, manifest=entry, engine=engine, today=TODAY)
+    ingest_all(engine, [extracts], TODAY)
     build(engine, AS_OF)
     return engine
 

@@ -40,10 +40,8 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 from sqlalchemy import BigInteger, String, any_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -64,10 +62,16 @@ from qamqor.proactive.wakeup import InboxWaiter
 from qamqor.profiles.builder import build
 from qamqor.profiles.models import ProfileBuild
 from qamqor.registry.catalogue import get_source
-from qamqor.registry.events import claim_pending, extract_row, payload_of
+from qamqor.registry.events import (
+    EVENT_CHECKS,
+    checks_engine,
+    claim_pending,
+    extract_row,
+    payload_of,
+)
 from qamqor.registry.loading import bulk_insert
 from qamqor.registry.models import FACT_TABLES, Batch, HouseholdFact, RegistryEvent
-from qamqor.registry.validation import PreparedChecks, fact_column
+from qamqor.registry.validation import fact_column
 from qamqor.rules.models import DecisionHead
 from qamqor.rules.service import decide
 from qamqor.rules.spec import load_programs
@@ -151,26 +155,6 @@ def reference_date(engine: Engine) -> dt.date:
 # --- 1. apply -------------------------------------------------------------------------------
 
 
-@cache
-def _validator() -> duckdb.DuckDBPyConnection:
-    """The worker's DuckDB for the extract checks, kept for the life of the process: opening
-    one took 40-150 ms here, per source and cycle. The checks run on a cursor of its own
-    (``_CHECKS``: a table refilled per cycle, the checks prepared once). Without the
-    optimiser, as ``registry.events._checker`` (why: there)."""
-    return duckdb.connect(
-        config={
-            "threads": 1,
-            "enable_external_access": False,
-            "autoload_known_extensions": False,
-            "enable_optimizer": False,
-        }
-    )
-
-
-# the checks prepared once over a table each cycle refills (why: PreparedChecks)
-_CHECKS = PreparedChecks(lambda: _validator())
-
-
 def _typed_rows(
     source_code: str,
     events: Sequence[RegistryEvent],
@@ -189,7 +173,7 @@ def _typed_rows(
     fact_columns = [fact_column(c) for c in source.columns]
     date_like = {fact_column(c) for c in source.columns if c.type in ("date", "month")}
     out = [f'CAST("{c}" AS VARCHAR) AS "{c}"' if c in date_like else f'"{c}"' for c in fact_columns]
-    result = _CHECKS.execute(
+    result = EVENT_CHECKS.execute(
         source,
         pa.table(columns),
         today,
@@ -726,7 +710,7 @@ def warm_up() -> None:
     load_programs()
     load_wellbeing()
     load_locale_data()
-    _validator()
+    checks_engine()
     with compute_engine("warm-up", resident=True):  # the resident engine opens
         pass
 

@@ -31,6 +31,7 @@ from qamqor.kit.columnar import read_batches, read_table, text_array
 from qamqor.registry.models import FACT_TABLES, FULL_NAME_KEY, Batch
 
 _S, _D, _I, _F = pa.string(), pa.date32(), pa.int64(), pa.float64()
+_DAYS_TO_2000 = (dt.date(2000, 1, 1) - dt.date(1970, 1, 1)).days
 _PROVENANCE = {"source_record_id": _S, "batch_id": _I, "line_no": _I, "updated_on": _D}
 
 # What the compute path reads of each fact table (special-category columns are left behind).
@@ -265,22 +266,22 @@ def _namesakes(connection: Connection, people: pa.Table, max_batch: int) -> pa.T
     if not names.num_rows:
         return _schema("population").empty_table()
     members = pc.unique(people.column("iin")).to_pylist()
-    born, last, first, patronymic = (names.column(i).to_pylist() for i in range(4))
     if connection.dialect.name == "postgresql":
         # One scan of the whole-name expression index (migration 0013) with the names as an
         # array: 62 ms for a cycle's ~9,600 names, where a forced nested-loop probe of the
         # (birth_date, last_name) index per name took 175-185 ms (as a join, the planner hashed
         # the whole register or merged along all of its index). ``ARRAY(...)`` is computed
-        # once, then the namesakes' records are read by IIN. A name holding '|' may make a
-        # stranger a candidate: harmless, the check itself compares the names.
-        epoch = dt.date(2000, 1, 1)
-        keys = [
-            f"{(dt.date.fromisoformat(b) - epoch).days}|{ln}|{fn}|{pn}"
-            for b, ln, fn, pn in zip(born, last, first, patronymic, strict=True)
-        ]
+        # once, then the namesakes' records are read by IIN. The key is FULL_NAME_KEY's: the
+        # birth date as days since 2000 (a date32 counts them from 1970), then the names, '|'
+        # between. A name holding '|' may make a stranger a candidate: harmless, the check
+        # itself compares the names.
+        days = pc.subtract(pc.cast(names.column("birth_date"), pa.int32()), _DAYS_TO_2000)
+        keys = pc.binary_join_element_wise(
+            pc.cast(days, pa.string()), *(names.column(i) for i in range(1, 4)), "|"
+        )
         found = (
             f"SELECT DISTINCT iin FROM fact_population WHERE {FULL_NAME_KEY} = "
-            f"ANY({text_array(keys)}) AND batch_id <= {int(max_batch)} "
+            f"ANY({text_array(keys.to_pylist())}) AND batch_id <= {int(max_batch)} "
             f"AND iin <> ALL({text_array(members)})"
         )
         sql = (
@@ -289,6 +290,7 @@ def _namesakes(connection: Connection, people: pa.Table, max_batch: int) -> pa.T
         )
         return _typed("population", read_table(connection.engine, sql))
     table = FACT_TABLES["population"]
+    born, last, first, patronymic = (names.column(i).to_pylist() for i in range(4))
     wanted = set(zip(born, last, first, patronymic, strict=True))
     known = set(members)
     iins: set[str] = set()
@@ -302,23 +304,18 @@ def _namesakes(connection: Connection, people: pa.Table, max_batch: int) -> pa.T
             table.c.first_name,
             table.c.patronymic,
         ).where(
-            table.c.birth_date.in_(
-                sorted({dt.date.fromisoformat(b) for b in born[i : i + _CHUNK]})
-            ),
+            table.c.birth_date.in_(sorted(set(born[i : i + _CHUNK]))),
             table.c.last_name.in_(sorted(set(last[i : i + _CHUNK]))),
             table.c.batch_id <= max_batch,
         )
         for iin, day, last_name, first_name, middle in connection.execute(query):
-            if (
-                iin not in known
-                and (day.isoformat(), last_name, first_name, middle or "") in wanted
-            ):
+            if iin not in known and (day, last_name, first_name, middle or "") in wanted:
                 iins.add(iin)
     return _rows(connection, "population", "iin", sorted(iins), max_batch)
 
 
 def _full_names(people: pa.Table) -> pa.Table:
-    """The distinct (birth date as ISO text, last name, first name, patronymic or '') of
+    """The distinct (birth date, last name, first name, patronymic or '') of
     ``people``, as the duplicate-person check compares them (a missing name matches nothing);
     in Arrow: as Python tuples they took 4 % of a worker's cycle."""
     valid = pc.and_(
@@ -327,7 +324,7 @@ def _full_names(people: pa.Table) -> pa.Table:
     )
     names = pa.table(
         {
-            "birth_date": pc.cast(people.column("birth_date"), pa.string()),
+            "birth_date": people.column("birth_date"),
             "last_name": people.column("last_name"),
             "first_name": people.column("first_name"),
             "patronymic": pc.fill_null(people.column("patronymic"), ""),

@@ -178,8 +178,9 @@ def extract_row(source: Source, payload: dict[str, Any]) -> tuple[dict[str, str]
 
 
 @lru_cache(maxsize=1)
-def _checker() -> duckdb.DuckDBPyConnection:
-    """The process's DuckDB for the extract checks of incoming events, opened once: a new
+def checks_engine() -> duckdb.DuckDBPyConnection:
+    """The process's DuckDB for the extract checks of incoming events (and of the worker's
+    cycles, which check them again), opened once: a new
     engine per request and source cost about 50 ms (the producer of the worker benchmark
     could not push 2,000 events/s for it). Each thread takes a cursor of its own — a
     connection of its own to this in-memory database, so its tables and prepared checks stay
@@ -203,8 +204,9 @@ def _checker() -> duckdb.DuckDBPyConnection:
     return con
 
 
-# the checks prepared once per thread over a table each call refills (why: PreparedChecks)
-_CHECKS = PreparedChecks(lambda: _checker())
+# the checks prepared once per thread over a table each call refills (why: PreparedChecks);
+# the worker's cycles use them too
+EVENT_CHECKS = PreparedChecks(checks_engine)
 
 
 def _column_reasons(source: Source, rows: list[dict[str, str]], today: dt.date) -> list[list[str]]:
@@ -216,7 +218,7 @@ def _column_reasons(source: Source, rows: list[dict[str, str]], today: dt.date) 
     }
     columns["line_no"] = pa.array(range(len(rows)), pa.int64())
     columns["raw"] = pa.nulls(len(rows), pa.string())
-    found = _CHECKS.execute(
+    found = EVENT_CHECKS.execute(
         source, pa.table(columns), today, "SELECT line_no, all_reasons FROM ({checks})"
     ).fetchall()
     reasons: list[list[str]] = [[] for _ in rows]
