@@ -6,7 +6,11 @@ a producer process pushes realistic registry events through the inbox service
 while ``--workers`` ``qamqor worker`` processes consume them. Measured:
 
 - sustained events/s: events done per second over the run, from the inbox's own timestamps
-  (first receipt to last ``done_at``);
+  (first receipt to last ``done_at``). It cannot exceed ``--rate``: the producer pushes at that
+  pace, and the last events still take a cycle after their receipt. Whether the workers keep up
+  with the rate shows in ``tail_seconds`` (last receipt to the inbox drained: about a cycle
+  when they keep up); what they can do at most is measured by pushing faster than they work
+  (e.g. ``--rate 4000``): the rate is then their drain rate;
 - event -> offer latency: ``offer.created_at - event_received_at`` for every offer the run
   made (p50, p99, max);
 - the worker's own cycle phases (apply, profiles, decide, reconcile), from its JSON lines.
@@ -328,9 +332,10 @@ def measure(since: dt.datetime) -> dict[str, Any]:
 
     engine = get_engine()
     with engine.connect() as conn:
-        first, last, done = conn.execute(
+        first, last, done, last_in = conn.execute(
             text(
-                "SELECT min(received_at), max(done_at), count(*) FROM registry_event "
+                "SELECT min(received_at), max(done_at), count(*), max(received_at) "
+                "FROM registry_event "
                 "WHERE received_at >= :since AND status IN ('done', 'superseded')"
             ),
             {"since": since},
@@ -359,6 +364,9 @@ def measure(since: dt.datetime) -> dict[str, Any]:
 
     latencies = sorted((aware(c) - aware(r)).total_seconds() for c, r in rows)
     span = (aware(last) - aware(first)).total_seconds() if first and last else 0.0
+    # from the last event's receipt to the inbox drained: about a cycle when the workers keep
+    # up with the rate pushed, growing with the run's length when they fall behind
+    tail = (aware(last) - aware(last_in)).total_seconds() if last and last_in else None
 
     def q(p: float) -> float | None:
         if not latencies:
@@ -370,6 +378,7 @@ def measure(since: dt.datetime) -> dict[str, Any]:
         "statuses": statuses,
         "span_seconds": round(span, 2),
         "events_per_second": round(done / span, 1) if span else None,
+        "tail_seconds": round(tail, 2) if tail is not None else None,
         "offers": len(latencies),
         "latency_p50": q(0.5),
         "latency_p99": q(0.99),

@@ -118,6 +118,10 @@ def test_the_resident_engine_is_locked_and_keeps_nothing_of_one_use_for_the_next
             assert tables(con) == []
             # one thread by default (QAMQOR_RESIDENT_THREADS), not the country run's two
             assert con.execute("SELECT current_setting('threads')").fetchall() == [(1,)]
+            # two optimizer passes left out (``RESIDENT_DISABLED_OPTIMIZERS``): the builds and
+            # decisions below still equal the country-wide run's
+            disabled = con.execute("SELECT current_setting('disabled_optimizers')").fetchall()
+            assert disabled == [("join_order,statistics_propagation",)]
             con.register("incoming", pa.table({"iin": ["850314300123"]}))
             con.execute("CREATE OR REPLACE TABLE fact_population AS SELECT * FROM incoming")
             con.execute("CREATE OR REPLACE TEMP TABLE person AS FROM fact_population")
@@ -139,6 +143,7 @@ def test_the_resident_engine_is_locked_and_keeps_nothing_of_one_use_for_the_next
         limit = con.execute("SELECT current_setting('memory_limit')").fetchall()
         assert limit == [("953.6 MiB",)]
         assert con.execute("SELECT current_setting('threads')").fetchall() == [(2,)]
+        assert con.execute("SELECT current_setting('disabled_optimizers')").fetchall() == [("",)]
     # and a resident engine opened with other settings is opened again with them
     monkeypatch.setenv("QAMQOR_RESIDENT_THREADS", "2")
     get_settings.cache_clear()

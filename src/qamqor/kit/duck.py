@@ -36,6 +36,14 @@ _CONFIG = {
 }
 
 
+# Optimizer passes the resident engine leaves out. Its statements run over a micro-batch's few
+# thousand rows, where any join order is fast, and these two passes were the largest part of
+# planning a statement anew (every statement is planned anew: its tables are new each use).
+# Alternating 1,000-event worker cycles took 5-6 % less CPU without them. Results do not depend
+# on optimizer passes; the country-wide engine keeps them all.
+RESIDENT_DISABLED_OPTIMIZERS = "join_order,statistics_propagation"
+
+
 def _spill_dir(purpose: str) -> Path:
     settings = get_settings()
     settings.staging_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +127,7 @@ def _resident_engine() -> duckdb.DuckDBPyConnection:
                 "memory_limit": settings.compute_memory_limit,
                 "threads": settings.resident_threads,
                 "temp_directory": str(spill),
+                "disabled_optimizers": RESIDENT_DISABLED_OPTIMIZERS,
                 **_CONFIG,
             },
         )

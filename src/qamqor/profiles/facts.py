@@ -358,11 +358,27 @@ def load_households(
     people who share a member's full name and birth date (the duplicate-person check compares
     them).
     """
-    household = _rows(connection, "household", "household_id", household_ids, max_batch)
-    iins = pc.unique(household.column("iin")).to_pylist()
     order = ["household", *(s for s in SOURCES if s != "household")]
+    others = order[1:]
     if connection.dialect.name == "postgresql":
-        # The server's index lookups are most of the time (a thousand households: eight
+        # Every membership row of the members in one query: the households' own rows are among
+        # them (each names a member), so the members are found and their rows read in one
+        # statement instead of two one after the other.
+        keys = text_array(sorted(set(household_ids)))
+        members = (
+            f"SELECT iin FROM fact_household WHERE household_id = ANY({keys}) "
+            f"AND batch_id <= {int(max_batch)}"
+        )
+        membership = _typed(
+            "household",
+            read_table(
+                connection.engine,
+                f"SELECT {_select_list('household')} FROM fact_household "
+                f"WHERE iin = ANY(ARRAY({members})) AND batch_id <= {int(max_batch)}",
+            ),
+        )
+        iins = sorted(pc.unique(membership.column("iin")).to_pylist())
+        # The server's index lookups are most of the time (a thousand households: six more
         # queries of 10-50 ms each); two at a time on pooled ADBC connections of their own
         # use both cores (``connection`` only names the engine here: nothing runs on it).
 
@@ -370,9 +386,11 @@ def load_households(
             return _member_facts(connection, source, iins, max_batch)
 
         with ThreadPoolExecutor(max_workers=_READERS) as pool:
-            found = dict(zip(SOURCES, pool.map(read, SOURCES), strict=True))
-        tables = {source: found[source] for source in order}
+            found = dict(zip(others, pool.map(read, others), strict=True))
+        tables = {"household": membership, **found}
     else:
+        household = _rows(connection, "household", "household_id", household_ids, max_batch)
+        iins = pc.unique(household.column("iin")).to_pylist()
         tables = {source: _member_facts(connection, source, iins, max_batch) for source in order}
     counts = {}
     for source, table in tables.items():
