@@ -379,17 +379,29 @@ def write_decisions(
         ),
     )
     if written:
-        # by the heads' key: a row-value IN over the run's decisions (an EXISTS correlated
-        # on every head took 89 s to replace 600 heads among 6 million)
-        connection.exec_driver_sql(
-            "DELETE FROM decision_head WHERE (household_id, program_id) IN "
-            f"(SELECT household_id, program_id FROM decision WHERE run_id = {int(run_id)})"
-        )
-        connection.exec_driver_sql(
+        heads = (
             "INSERT INTO decision_head (household_id, program_id, decision_id, status, "
             "amount_tiyn, content_sha256) SELECT household_id, program_id, id, status, "
             f"amount_tiyn, content_sha256 FROM decision WHERE run_id = {int(run_id)}"
         )
+        if scope == "households":
+            # A micro-batch's heads mostly exist already: updated in place (on PostgreSQL
+            # without new index entries while the status stays) rather than deleted and
+            # inserted again, which took twice as long (26-32 against 60-65 ms for a worker
+            # cycle's ~2,300 heads, alternating).
+            connection.exec_driver_sql(
+                f"{heads} ON CONFLICT (household_id, program_id) DO UPDATE SET "
+                "decision_id = excluded.decision_id, status = excluded.status, "
+                "amount_tiyn = excluded.amount_tiyn, content_sha256 = excluded.content_sha256"
+            )
+        else:
+            # by the heads' key: a row-value IN over the run's decisions (an EXISTS correlated
+            # on every head took 89 s to replace 600 heads among 6 million)
+            connection.exec_driver_sql(
+                "DELETE FROM decision_head WHERE (household_id, program_id) IN "
+                f"(SELECT household_id, program_id FROM decision WHERE run_id = {int(run_id)})"
+            )
+            connection.exec_driver_sql(heads)
     return run_id, written
 
 
