@@ -136,8 +136,11 @@ def build(
         with engine.begin() as connection:
             if progress is not None:
                 progress("writing", 0, total)
-            sync = sync_issues(connection, snapshot, started_at)
+            # the profiles first: the issues' reconciliation locks ``dq_issue`` until the
+            # commit (one at a time on PostgreSQL), so it comes last, where another worker's
+            # build waits for it the least
             build_id, changed = _write(connection, snapshot, started_at)
+            sync = sync_issues(connection, snapshot, started_at)
         snapshot.phases["write"] = round(time.monotonic() - mark, 3)
         if progress is not None:
             progress("writing", total, total)
