@@ -118,8 +118,9 @@ def test_the_resident_engine_is_locked_and_keeps_nothing_of_one_use_for_the_next
             assert tables(con) == []
             # one thread by default (QAMQOR_RESIDENT_THREADS), not the country run's two
             assert con.execute("SELECT current_setting('threads')").fetchall() == [(1,)]
-            # two optimizer passes left out (``RESIDENT_DISABLED_OPTIMIZERS``): the builds and
-            # decisions below still equal the country-wide run's
+            # two optimizer passes left out (``RESIDENT_DISABLED_OPTIMIZERS``); the worker's
+            # builds and decisions still equal the country-wide run's (the next test here,
+            # tests/rules/test_decide.py)
             disabled = con.execute("SELECT current_setting('disabled_optimizers')").fetchall()
             assert disabled == [("join_order,statistics_propagation",)]
             con.register("incoming", pa.table({"iin": ["850314300123"]}))
