@@ -251,6 +251,34 @@ def test_quality_issues_taint_features_and_close_when_data_is_fixed(
     assert "deceased_member" not in after.quality.get("members", [])
 
 
+def test_a_build_of_one_household_keeps_the_counts_of_an_issue_that_spans_two(
+    engine: Engine, extracts: Path
+) -> None:
+    """A person listed in two households is one issue with both as subjects. Rebuilding one
+    of the households (a worker's cycle) sees only its part: the issue keeps counting both."""
+    _ingest(engine, [extracts])
+    build(engine, AS_OF)
+    counts = (
+        "SELECT d.persons, d.households, count(DISTINCT s.iin), count(DISTINCT s.household_id) "
+        "FROM dq_issue d JOIN dq_issue_subject s ON s.issue_id = d.id WHERE d.id = :i "
+        "GROUP BY d.persons, d.households"
+    )
+    issue_id, household = _rows(
+        engine,
+        "SELECT d.id, min(s.household_id) FROM dq_issue d "
+        "JOIN dq_issue_subject s ON s.issue_id = d.id "
+        "WHERE d.check_id = 'person_in_two_households' AND d.households = 2 "
+        "GROUP BY d.id ORDER BY d.id",
+    )[0]
+    assert _rows(engine, counts, i=issue_id) == [(1, 2, 1, 2)]
+    for resident in (False, True):
+        report = build(engine, AS_OF, households=[household], resident=resident)
+        assert report.findings["person_in_two_households"] == 1  # its part, seen again
+        assert _rows(engine, counts, i=issue_id) == [(1, 2, 1, 2)]
+        status = _rows(engine, "SELECT status FROM dq_issue WHERE id = :i", i=issue_id)
+        assert status == [("open",)]
+
+
 def test_checks_find_the_injected_defects(engine: Engine, extracts: Path) -> None:
     _ingest(engine, [extracts])
     build(engine, AS_OF)
