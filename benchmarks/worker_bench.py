@@ -41,6 +41,36 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _newborn(rng: random.Random, parent_surname: str) -> tuple[dt.date, str, str, str, str]:
+    """A child's birth date, sex and names as a registry would send them: born in the quarter
+    before the reference date (2026-10-01, so the child counts in the profile), a first name
+    and a patronymic drawn from the synthetic population's pools, the parent's surname in the
+    child's gender. (Every child was once an "Алихан" with no patronymic born in one of 28
+    days: after a few hundred thousand events each birth had dozens of namesakes, and every
+    cycle read them all for the duplicate-person check, the runs getting slower one by one.)"""
+    from qamqor.synth.names import feminine, tables
+
+    names = tables()
+    sex = rng.choice("MF")
+    born = dt.date(2026, 7, 1) + dt.timedelta(days=rng.randrange(92))
+    pool = names.first_m if sex == "M" else names.first_f
+    first_name = str(pool[rng.randrange(len(pool))])
+    father = rng.randrange(len(names.first_m))
+    forms = (
+        (names.patronymic_ru_m, names.patronymic_kk_m)
+        if sex == "M"
+        else (names.patronymic_ru_f, names.patronymic_kk_f)
+    )
+    patronymic = str(forms[rng.randrange(2)][father])
+    stem = parent_surname
+    for female, male in (("ова", "ов"), ("ева", "ев"), ("ёва", "ёв"), ("ина", "ин")):
+        if stem.endswith(female):
+            stem = stem[: -len(female)] + male
+            break
+    last_name = feminine(stem) if sex == "F" else stem
+    return born, sex, first_name, patronymic, last_name
+
+
 def make_events(count: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
     """(source, event) pairs for members of existing households, chosen at random."""
     from sqlalchemy import text
@@ -148,11 +178,11 @@ def make_events(count: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
             parent = people.get(iin)
             if parent is None:
                 continue
-            born = dt.date(2026, 9, 1) + dt.timedelta(days=n % 28)
+            born, sex, first_name, patronymic, last_name = _newborn(rng, parent[1])
             child = None
             while child is None:
                 serial += 1
-                child = make_iin(born, "M", 5000 + serial % 5000)
+                child = make_iin(born, sex, 5000 + serial % 5000)
             events.append(
                 (
                     "population",
@@ -164,10 +194,11 @@ def make_events(count: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
                         "payload": {
                             "record_id": f"BENCH-P-{seed}-{n}",
                             "iin": child,
-                            "last_name": parent[1],
-                            "first_name": "Алихан",
+                            "last_name": last_name,
+                            "first_name": first_name,
+                            "patronymic": patronymic,
                             "birth_date": born.isoformat(),
-                            "sex": "M",
+                            "sex": sex,
                             "region_code": parent[2],
                             "settlement": parent[3],
                             "updated_on": born.isoformat(),

@@ -127,7 +127,8 @@ _KOREAN_FEMALE = ["Марина", "Светлана", "Алла", "Жанна", 
 _KOREAN_SURNAMES = ["Ким", "Пак", "Цой", "Ли", "Тен", "Хван", "Югай", "Огай"]
 
 
-def _feminine(surname: str) -> str:
+def feminine(surname: str) -> str:
+    """The women's form of ``surname`` (Ахметов -> Ахметова; Ким stays Ким)."""
     for ending, female in (("ов", "ова"), ("ев", "ева"), ("ёв", "ёва"), ("ин", "ина")):
         if surname.endswith(ending):
             return surname + female[len(ending) :]
@@ -185,7 +186,7 @@ def tables() -> NameTables:
         patronymic_kk_m=pa.array([m + "ұлы" for m in first_m]),
         patronymic_kk_f=pa.array([m + "қызы" for m in first_m]),
         surname_m=pa.array(surnames),
-        surname_f=pa.array([_feminine(s) for s in surnames]),
+        surname_f=pa.array([feminine(s) for s in surnames]),
         first_m_span=np.array(spans[0], dtype=np.int64),
         first_f_span=np.array(spans[1], dtype=np.int64),
         surname_span=np.array(spans[2], dtype=np.int64),
