@@ -48,7 +48,7 @@ def _newborn(rng: random.Random, parent_surname: str) -> tuple[dt.date, str, str
     child's gender. (Every child was once an "Алихан" with no patronymic born in one of 28
     days: after a few hundred thousand events each birth had dozens of namesakes, and every
     cycle read them all for the duplicate-person check, the runs getting slower one by one.)"""
-    from qamqor.synth.names import feminine, tables
+    from qamqor.synth.names import feminine, masculine, tables
 
     names = tables()
     sex = rng.choice("MF")
@@ -62,12 +62,7 @@ def _newborn(rng: random.Random, parent_surname: str) -> tuple[dt.date, str, str
         else (names.patronymic_ru_f, names.patronymic_kk_f)
     )
     patronymic = str(forms[rng.randrange(2)][father])
-    stem = parent_surname
-    for female, male in (("ова", "ов"), ("ева", "ев"), ("ёва", "ёв"), ("ина", "ин")):
-        if stem.endswith(female):
-            stem = stem[: -len(female)] + male
-            break
-    last_name = feminine(stem) if sex == "F" else stem
+    last_name = (feminine if sex == "F" else masculine)(masculine(parent_surname))
     return born, sex, first_name, patronymic, last_name
 
 

@@ -377,7 +377,7 @@ def load_households(
                 f"WHERE iin = ANY(ARRAY({members})) AND batch_id <= {int(max_batch)}",
             ),
         )
-        iins = sorted(pc.unique(membership.column("iin")).to_pylist())
+        iins = pc.unique(membership.column("iin")).to_pylist()
         # The server's index lookups are most of the time (a thousand households: six more
         # queries of 10-50 ms each); two at a time on pooled ADBC connections of their own
         # use both cores (``connection`` only names the engine here: nothing runs on it).

@@ -127,12 +127,24 @@ _KOREAN_FEMALE = ["Марина", "Светлана", "Алла", "Жанна", 
 _KOREAN_SURNAMES = ["Ким", "Пак", "Цой", "Ли", "Тен", "Хван", "Югай", "Огай"]
 
 
+# the gendered surname endings: men's, women's
+_SURNAME_ENDINGS = (("ов", "ова"), ("ев", "ева"), ("ёв", "ёва"), ("ин", "ина"))
+
+
 def feminine(surname: str) -> str:
     """The women's form of ``surname`` (Ахметов -> Ахметова; Ким stays Ким)."""
-    for ending, female in (("ов", "ова"), ("ев", "ева"), ("ёв", "ёва"), ("ин", "ина")):
-        if surname.endswith(ending):
-            return surname + female[len(ending) :]
+    for male, female in _SURNAME_ENDINGS:
+        if surname.endswith(male):
+            return surname[: -len(male)] + female
     return surname  # Шевченко, Шульц, Ким: the same for women
+
+
+def masculine(surname: str) -> str:
+    """The men's form of ``surname`` (Ахметова -> Ахметов; a men's form stays as it is)."""
+    for male, female in _SURNAME_ENDINGS:
+        if surname.endswith(female):
+            return surname[: -len(female)] + male
+    return surname
 
 
 @dataclass(frozen=True)
