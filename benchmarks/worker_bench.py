@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -291,6 +292,25 @@ def produce(events_file: Path, rate: float, chunk: int) -> dict[str, Any]:
     return {"sent": sent, "rejected": rejected, "seconds": round(time.monotonic() - started, 2)}
 
 
+def _wait_ready(logs: list[Path], workers: list[subprocess.Popen[bytes]]) -> list[float]:
+    """Wait until every worker has warmed up (``qamqor worker`` says "worker ready" on
+    standard error, after a cycle's work on a few households: ``worker.warm_cycle``), so the
+    first events do not wait for a worker's start; returns how long each took to warm up."""
+    deadline = time.monotonic() + 120
+    seconds: dict[Path, float] = {}
+    while len(seconds) < len(logs):
+        for log, worker in zip(logs, workers, strict=True):
+            if worker.poll() is not None:
+                raise SystemExit(f"a worker exited while starting: see {log}")
+            found = re.search(r"worker ready: warmed up in ([0-9.]+) s", log.read_text())
+            if found:
+                seconds[log] = float(found.group(1))
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the workers did not start within 120 s: see {logs}")
+        time.sleep(0.1)
+    return [seconds[log] for log in logs]
+
+
 def _proc_stat(pid: int | str) -> tuple[str, list[str]] | None:
     """(command, the fields after it) of ``/proc/PID/stat``; None when the process is gone."""
     try:
@@ -476,7 +496,7 @@ def main() -> None:
         )
         for i in range(args.workers)
     ]
-    time.sleep(2.0)  # the workers start
+    ready = _wait_ready([out / f"worker-{i}.err" for i in range(args.workers)], workers)
     producer = subprocess.run(
         [
             sys.executable,
@@ -538,6 +558,7 @@ def main() -> None:
         "batch": args.batch,
         "chunk": args.chunk,
         "poll_seconds": args.poll_seconds,
+        "worker_warm_up_seconds": ready,
         "prewarm_seconds": prewarmed,
         # other users of the machine show here: the run shares 2 cores with them
         "load_average_before": load_before,

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -622,7 +623,8 @@ def test_an_idle_worker_starts_its_cycle_when_events_arrive_on_postgresql(
     }
     # a poll of ten minutes: only the notification of a push can start a cycle sooner
     command = [sys.executable, "-m", "qamqor", "worker", "--poll-seconds", "600"]
-    worker = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+    log = tmp_path / "worker.err"
+    worker = subprocess.Popen(command, env=env, cwd=ROOT, stderr=log.open("w"))
     try:
 
         def done_within(count: int, seconds: float) -> bool:
@@ -656,6 +658,60 @@ def test_an_idle_worker_starts_its_cycle_when_events_arrive_on_postgresql(
         worker.send_signal(signal.SIGTERM)
         # a stop is seen within a second of waiting, not after the ten-minute poll
         assert worker.wait(timeout=60) == 0
+    # it said when it was ready, having rebuilt a few households first
+    assert re.search(
+        r"worker ready: warmed up in [0-9.]+ s \(20 households rebuilt\)", log.read_text()
+    )
+
+
+def test_a_starting_worker_rebuilds_a_few_households_and_changes_nothing(decided: Engine) -> None:
+    from qamqor.proactive import worker
+
+    tables = [
+        "profile_version",
+        "decision",
+        "decision_head",
+        "proactive_offer",
+        "proactive_notice",
+        "proactive_notification",
+        "registry_event",
+    ]
+
+    def rows() -> dict[str, int]:
+        return {t: _count(decided, f"SELECT count(*) FROM {t}") for t in tables}
+
+    before, builds = rows(), _count(decided, "SELECT count(*) FROM profile_build")
+    assert worker.warm_up(decided, AS_OF) == worker.WARM_HOUSEHOLDS
+    # the households' profiles and decisions are what they were: nothing new, nothing offered
+    assert rows() == before
+    with decided.connect() as conn:
+        scope, households, changed = conn.execute(
+            text("SELECT scope, households, changed FROM profile_build ORDER BY id DESC LIMIT 1")
+        ).one()
+    assert (scope, households, changed) == ("households", worker.WARM_HOUSEHOLDS, 0)
+    assert _count(decided, "SELECT count(*) FROM profile_build") == builds + 1
+    # and the events that come next are done as before
+    _pushed_birth()
+    assert run_once(decided, AS_OF).offers >= 1
+
+
+def test_a_worker_that_drains_and_exits_does_not_warm_up(decided: Engine) -> None:
+    from qamqor.proactive import worker
+
+    builds = _count(decided, "SELECT count(*) FROM profile_build")
+    ready: list[tuple[float, int]] = []
+    assert run(decided, as_of=AS_OF, once=True, on_ready=lambda s, n: ready.append((s, n))) == 0
+    assert len(ready) == 1 and ready[0][1] == 0
+    assert _count(decided, "SELECT count(*) FROM profile_build") == builds
+    # nor does a warm-up before the first country-wide build
+    assert worker.warm_up() == 0
+
+
+def test_nothing_to_warm_up_before_the_first_build(engine: Engine) -> None:
+    from qamqor.proactive import worker
+
+    assert worker.warm_cycle(engine) == 0
+    assert _count(engine, "SELECT count(*) FROM profile_build") == 0
 
 
 def test_a_worker_tunes_the_collector_while_it_runs_and_restores_it(engine: Engine) -> None:

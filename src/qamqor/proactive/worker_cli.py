@@ -47,6 +47,13 @@ def worker_command(
                 highlight=False,
             )
 
+    def ready(seconds: float, households: int) -> None:
+        # on standard error in both modes: the benchmark waits for this line
+        err.print(
+            f"worker ready: warmed up in {seconds:.2f} s ({households:,} households rebuilt)",
+            highlight=False,
+        )
+
     done = run(
         get_engine(),
         dt.date.fromisoformat(as_of) if as_of else None,
@@ -55,6 +62,7 @@ def worker_command(
         poll_seconds,
         show,
         dt.timedelta(seconds=lease_seconds),
+        ready,
     )
     if not as_json:
         err.print(f"{done:,} events done")
