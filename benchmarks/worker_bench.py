@@ -350,6 +350,35 @@ def _server_cpu_seconds() -> float:
     return total / ticks
 
 
+# The server settings a run's figures depend on, recorded with them: this machine's PostgreSQL
+# is configured for CI (128 MB of shared buffers, 1 GB of WAL between checkpoints, autovacuum
+# off), not as a production server would be.
+SERVER_SETTINGS = (
+    "server_version",
+    "shared_buffers",
+    "wal_buffers",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "synchronous_commit",
+    "fsync",
+    "autovacuum",
+    "jit",
+)
+
+
+def server_settings() -> dict[str, str]:
+    from sqlalchemy import text
+
+    from qamqor.kit.db import get_engine
+
+    with get_engine().connect() as conn:
+        rows = conn.execute(
+            text("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(:names)"),
+            {"names": list(SERVER_SETTINGS)},
+        ).all()
+    return {name: value for name, value in sorted(rows)}
+
+
 def machine_probe() -> float:
     """CPU seconds of a fixed pure-Python loop (the best of three): how fast this shared
     machine runs right now. The same code measured 1,466 events/s on one afternoon and 930 on
@@ -470,6 +499,7 @@ def main() -> None:
     events_file.write_text(json.dumps(make_events(args.events, args.seed)))
     vacuum()
     prewarmed = None if args.no_prewarm else prewarm()
+    settings = server_settings()
     probe_before = machine_probe()
     steal_before = _steal_ticks()
     load_before = [round(x, 2) for x in os.getloadavg()]
@@ -560,6 +590,7 @@ def main() -> None:
         "poll_seconds": args.poll_seconds,
         "worker_warm_up_seconds": ready,
         "prewarm_seconds": prewarmed,
+        "postgres_settings": settings,
         # other users of the machine show here: the run shares 2 cores with them
         "load_average_before": load_before,
         # the machine's speed before and after (``machine_probe``, lower is faster) and the
