@@ -703,7 +703,7 @@ def test_a_worker_that_drains_and_exits_does_not_warm_up(decided: Engine) -> Non
     assert run(decided, as_of=AS_OF, once=True, on_ready=lambda s, n: ready.append((s, n))) == 0
     assert len(ready) == 1 and ready[0][1] == 0
     assert _count(decided, "SELECT count(*) FROM profile_build") == builds
-    # nor does a warm-up before the first country-wide build
+    # and without an engine warming up loads the catalogues only
     assert worker.warm_up() == 0
 
 
