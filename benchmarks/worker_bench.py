@@ -63,7 +63,8 @@ def _newborn(rng: random.Random, parent_surname: str) -> tuple[dt.date, str, str
         else (names.patronymic_ru_f, names.patronymic_kk_f)
     )
     patronymic = str(forms[rng.randrange(2)][father])
-    last_name = (feminine if sex == "F" else masculine)(masculine(parent_surname))
+    family = masculine(parent_surname)
+    last_name = feminine(family) if sex == "F" else family
     return born, sex, first_name, patronymic, last_name
 
 
@@ -376,7 +377,7 @@ def server_settings() -> dict[str, str]:
             text("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(:names)"),
             {"names": list(SERVER_SETTINGS)},
         ).all()
-    return {name: value for name, value in sorted(rows)}
+    return dict(sorted(rows))
 
 
 def machine_probe() -> float:

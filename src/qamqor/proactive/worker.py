@@ -643,6 +643,27 @@ def _timed(report: CycleReport, phase: str, mark: float) -> None:
     report.phases[phase] = round(report.phases.get(phase, 0.0) + time.monotonic() - mark, 3)
 
 
+def _rebuild(
+    engine: Engine,
+    day: dt.date,
+    households: list[str],
+    report: CycleReport,
+    hook: Callable[[str], None] | None = None,
+) -> None:
+    """Step 2 of a cycle: the households' profiles rebuilt and their programs decided (the
+    caller holds their locks)."""
+    mark = time.monotonic()
+    _retrying(report, lambda: build(engine, day, households, resident=True))
+    _timed(report, "profiles", mark)
+    if hook:
+        hook("profiles")
+    mark = time.monotonic()
+    _retrying(report, lambda: decide(engine, None, households, store_all=False, resident=True))
+    _timed(report, "decide", mark)
+    if hook:
+        hook("decided")
+
+
 def _recompute(
     engine: Engine,
     day: dt.date,
@@ -655,19 +676,7 @@ def _recompute(
     """Steps 2 and 3 of a cycle for ``households`` (whose locks the caller holds), and the
     events ``work`` done."""
     if households:
-        mark = time.monotonic()
-        _retrying(report, lambda: build(engine, day, sorted(households), resident=True))
-        _timed(report, "profiles", mark)
-        if hook:
-            hook("profiles")
-        mark = time.monotonic()
-        _retrying(
-            report,
-            lambda: decide(engine, None, sorted(households), store_all=False, resident=True),
-        )
-        _timed(report, "decide", mark)
-        if hook:
-            hook("decided")
+        _rebuild(engine, day, sorted(households), report, hook)
     mark = time.monotonic()
     made: list[int] = [0, 0]
 
@@ -754,11 +763,7 @@ def warm_cycle(engine: Engine, as_of: dt.date | None = None) -> int:
             # waiting for a worker that holds them (another one warming up: both start on
             # the same households), as a cycle waits for its busy households
             locks.take(sample)
-            _retrying(CycleReport(), lambda: build(engine, day, sample, resident=True))
-            _retrying(
-                CycleReport(),
-                lambda: decide(engine, None, sample, store_all=False, resident=True),
-            )
+            _rebuild(engine, day, sample, CycleReport())
     return len(sample)
 
 
