@@ -382,6 +382,108 @@ def _worker_url(engine: Engine) -> str:
     return url
 
 
+def test_a_running_worker_leaves_a_held_household_to_its_next_cycle(decided: Engine) -> None:
+    """A running worker (``deferred``) does not wait for a household another worker holds:
+    it does the others and leaves that one (and the events waiting for it) to its next
+    cycle, also when that one claims nothing; the cycle after ``MAX_DEFERRALS`` in a row
+    that left it waits for it."""
+    if decided.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one worker: no household locks (docs/proactive.md)")
+    import threading
+
+    from qamqor.proactive import demo
+    from qamqor.proactive.locks import household_lock_key
+    from qamqor.proactive.worker import MAX_DEFERRALS, CycleReport, Deferred
+
+    with session_scope() as session:
+        household, held_events = birth_events(session, dt.date(2026, 9, 20))
+        others = session.scalars(
+            text("SELECT household_id FROM profile_head WHERE household_id <> :h ORDER BY 1"),
+            {"h": household},
+        ).all()
+    real = demo._candidate
+    free_events: list[list[dict[str, Any]]] = []
+    try:
+        for serial, candidate in enumerate(others):  # births in households nobody holds
+            demo._candidate = lambda _s, h=candidate: h  # type: ignore[assignment]
+            try:
+                with session_scope() as session:
+                    _, events = birth_events(
+                        session, dt.date(2026, 9, 21), serial_from=5000 + 10 * serial
+                    )
+            except QamqorError:
+                continue
+            free_events.append(events)
+            if len(free_events) == MAX_DEFERRALS + 1:
+                break
+    finally:
+        demo._candidate = real  # type: ignore[assignment]
+    key = household_lock_key(household)
+
+    def statuses() -> dict[str, int]:
+        with decided.connect() as conn:
+            return dict(
+                conn.execute(text("SELECT status, count(*) FROM registry_event GROUP BY 1")).all()
+            )
+
+    deferred = Deferred()
+    with decided.connect() as other:  # another worker, holding the household
+        other.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        other.commit()
+        _push(held_events + free_events[0])
+        started = time.monotonic()
+        report = run_once(decided, deferred=deferred)
+        assert time.monotonic() - started < 60
+        assert (report.claimed, report.deferred, report.waited, report.done) == (4, 1, 0, 2)
+        assert list(deferred.households) == [household] and len(deferred.events) == 2
+        assert statuses() == {"done": 2, "applied": 2}
+        # while the other holds it, the next cycles with events of their own leave it again,
+        # the MAX_DEFERRALS-th in a row no more: that one waits (here: until it is let go)
+        for rounds in range(1, MAX_DEFERRALS):
+            _push(free_events[rounds])
+            report = run_once(decided, deferred=deferred)
+            assert (report.deferred, report.done, deferred.rounds) == (1, 2, rounds + 1)
+        _push(free_events[MAX_DEFERRALS])
+        found: list[CycleReport] = []
+        worker = threading.Thread(target=lambda: found.append(run_once(decided, deferred=deferred)))
+        worker.start()
+        high, low = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+        waiting = text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1"
+        )
+        deadline = time.monotonic() + 60
+        while not other.execute(waiting, {"high": high, "low": low}).scalar_one():
+            assert time.monotonic() < deadline, "the worker never waited for the lock"
+            assert worker.is_alive(), found
+            time.sleep(0.05)
+        other.commit()
+        other.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        other.commit()
+        worker.join(timeout=120)
+    assert not worker.is_alive()
+    (report,) = found
+    assert (report.deferred, report.waited, report.done) == (0, 1, 4)  # its two, the two left
+    assert not deferred and deferred.rounds == 0
+    assert statuses() == {"done": 2 * (MAX_DEFERRALS + 2)}
+    with session_scope() as session:
+        assert (
+            "asp"
+            in session.scalars(
+                select(Offer.program_id).where(Offer.household_id == household)
+            ).all()
+        )
+    # a cycle that claims nothing leaves it for the next events too, MAX_DEFERRALS times
+    deferred.households = {household: dt.datetime.now(dt.UTC)}
+    for rounds in range(1, MAX_DEFERRALS + 1):
+        report = run_once(decided, deferred=deferred)
+        assert (report.claimed, report.deferred, report.households) == (0, 1, 0)
+        assert deferred.rounds == rounds
+    report = run_once(decided, deferred=deferred)
+    assert (report.claimed, report.deferred, report.households) == (0, 0, 1)
+    assert not deferred
+
+
 @pytest.mark.slow
 def test_a_worker_killed_at_random_points_loses_nothing_and_doubles_nothing(
     decided: Engine, tmp_path: Path

@@ -42,8 +42,10 @@ def worker_command(
             err.print(
                 f"{report.claimed:,} events claimed ({report.applied:,} applied, "
                 f"{report.superseded:,} superseded, {report.failed:,} failed, "
-                f"{report.taken_over:,} taken over); {report.households:,} households; "
-                f"{report.offers:,} offers, {report.notices:,} notices ({report.seconds:.2f} s)",
+                f"{report.taken_over:,} taken over); {report.households:,} households"
+                + (f" ({report.deferred:,} left for the next cycle)" if report.deferred else "")
+                + f"; {report.offers:,} offers, {report.notices:,} notices "
+                f"({report.seconds:.2f} s)",
                 highlight=False,
             )
 
