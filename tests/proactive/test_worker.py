@@ -14,11 +14,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from threading import Thread
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from qamqor.kit.db import session_scope
 from qamqor.kit.errors import QamqorError
@@ -72,6 +73,21 @@ def _pushed_birth() -> tuple[str, list[dict[str, Any]]]:
 def _count(engine: Engine, sql: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text(sql)).scalar_one())
+
+
+def _until_waiting(other: Connection, key: int, worker: Thread, found: list[Any]) -> None:
+    """Return once ``worker`` waits for the household lock ``key`` that ``other`` holds."""
+    high, low = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+    waiting = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1"
+    )
+    deadline = time.monotonic() + 60
+    while not other.execute(waiting, {"high": high, "low": low}).scalar_one():
+        assert time.monotonic() < deadline, "the worker never waited for the lock"
+        assert worker.is_alive(), found
+        time.sleep(0.05)
+    other.commit()
 
 
 def test_a_birth_in_a_poor_family_ends_as_an_offer(decided: Engine) -> None:
@@ -308,11 +324,7 @@ def test_one_household_is_recomputed_by_one_worker_at_a_time(decided: Engine) ->
     assert free_event is not None
     started = _now()
     key = household_lock_key(household)
-    high, low = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
-    waiting = text(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-        "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1"
-    )
+    low = key & 0xFFFFFFFF
     found: list[CycleReport] = []
     with decided.connect() as other:  # another worker, holding the household
         other.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
@@ -320,12 +332,7 @@ def test_one_household_is_recomputed_by_one_worker_at_a_time(decided: Engine) ->
         _push([moved_in, free_event])
         worker = threading.Thread(target=lambda: found.append(run_once(decided)))
         worker.start()
-        deadline = time.monotonic() + 60
-        while not other.execute(waiting, {"high": high, "low": low}).scalar_one():
-            assert time.monotonic() < deadline, "the worker never waited for the lock"
-            assert worker.is_alive(), found
-            time.sleep(0.05)
-        other.commit()
+        _until_waiting(other, key, worker, found)
         with session_scope() as session:  # the free household is done already
             head = session.get(ProfileHead, other_household)
             assert head is not None
@@ -447,17 +454,7 @@ def test_a_running_worker_leaves_a_held_household_to_its_next_cycle(decided: Eng
         found: list[CycleReport] = []
         worker = threading.Thread(target=lambda: found.append(run_once(decided, deferred=deferred)))
         worker.start()
-        high, low = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
-        waiting = text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-            "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1"
-        )
-        deadline = time.monotonic() + 60
-        while not other.execute(waiting, {"high": high, "low": low}).scalar_one():
-            assert time.monotonic() < deadline, "the worker never waited for the lock"
-            assert worker.is_alive(), found
-            time.sleep(0.05)
-        other.commit()
+        _until_waiting(other, key, worker, found)
         other.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
         other.commit()
         worker.join(timeout=120)
