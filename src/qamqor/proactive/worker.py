@@ -635,9 +635,9 @@ def run_once(
     A household another worker is recomputing right now is done after it: with ``deferred``
     (a running worker's), by this worker's next cycle, together with that cycle's households,
     while this one ends without waiting; an event is done when all its households are. A
-    cycle that claims nothing leaves them to the next one as well; the ``MAX_DEFERRALS``-th
-    cycle in a row that would leave them waits for them instead, as every cycle does without
-    ``deferred``."""
+    cycle that claims nothing leaves them to the next one as well. After ``MAX_DEFERRALS``
+    cycles in a row have left some, the next one waits for them instead, as every cycle does
+    without ``deferred``."""
     clock = now or (lambda: dt.datetime.now(dt.UTC))
     report = CycleReport()
     started = time.monotonic()
