@@ -617,7 +617,13 @@ def test_a_running_worker_looks_for_lapsed_leases_at_start_and_then_every_quarte
     assert all(looks)
 
 
-def test_several_workers_share_the_inbox_on_postgresql(decided: Engine, tmp_path: Path) -> None:
+@pytest.mark.parametrize("until", ["drained", "stopped"])
+def test_several_workers_share_the_inbox_on_postgresql(
+    decided: Engine, tmp_path: Path, until: str
+) -> None:
+    """Two workers, each claiming a few events a cycle: ``--once`` ones, or ones that run until
+    stopped (they leave a household the other holds to their next cycle) stopped with SIGTERM
+    once the inbox is drained."""
     if decided.dialect.name != "postgresql":
         pytest.skip("SQLite has one writer: one worker (docs/proactive.md)")
     from qamqor.proactive import demo
@@ -628,6 +634,7 @@ def test_several_workers_share_the_inbox_on_postgresql(decided: Engine, tmp_path
             text("SELECT DISTINCT household_id FROM profile_head ORDER BY 1 DESC LIMIT 40")
         ).all()
     real = demo._candidate
+    moves: list[list[dict[str, Any]]] = []  # the move-ins of two children a household
     try:
         for i, (household,) in enumerate(rows):
             demo._candidate = lambda _s, h=household: h  # type: ignore[assignment]
@@ -635,22 +642,45 @@ def test_several_workers_share_the_inbox_on_postgresql(decided: Engine, tmp_path
                 with session_scope() as session:
                     day = dt.date(2026, 9, 1) + dt.timedelta(days=i % 20)
                     _, events = birth_events(session, day, serial_from=3000 + 10 * i)
+                    if until == "stopped" and len(moves) < 8:
+                        _, twin = birth_events(
+                            session, day + dt.timedelta(days=1), serial_from=3005 + 10 * i
+                        )
+                        moves.append([events.pop(1), twin.pop(1)])
+                        events += twin
             except QamqorError:
                 continue
             pushed += events
     finally:
         demo._candidate = real  # type: ignore[assignment]
+    # four households' first move-ins, then their second ones: the two workers' first
+    # cycles (four events each) recompute the same households at once
+    front = []
+    for block in range(0, len(moves), 4):
+        front += [m[0] for m in moves[block : block + 4]] + [m[1] for m in moves[block : block + 4]]
+    pushed = front + pushed
     _push(pushed)
     env = {
         **os.environ,
         "QAMQOR_DATABASE_URL": _worker_url(decided),
         "QAMQOR_VAR_DIR": str(tmp_path / "var"),
     }
-    command = [sys.executable, "-m", "qamqor", "worker", "--once", "--json", "--batch", "4"]
+    command = [sys.executable, "-m", "qamqor", "worker", "--json", "--batch", "4"]
+    if until == "drained":
+        command.append("--once")
     workers = [
         subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
+    if until == "stopped":
+        deadline = time.monotonic() + 600
+        left = "SELECT count(*) FROM registry_event WHERE status <> 'done'"
+        while _count(decided, left):
+            assert time.monotonic() < deadline, "the workers did not drain the inbox"
+            assert all(w.poll() is None for w in workers)
+            time.sleep(0.2)
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers)
     claimed = [
@@ -674,6 +704,13 @@ def test_several_workers_share_the_inbox_on_postgresql(decided: Engine, tmp_path
             )
         ).all()
         assert len(lines) == len({r[0] for r in lines}) == len(pushed) // 2
+        doubled = session.execute(
+            text(
+                "SELECT household_id, program_id FROM proactive_offer "
+                "WHERE status IN ('created', 'notified') GROUP BY 1, 2 HAVING count(*) > 1"
+            )
+        ).all()
+        assert doubled == []
 
 
 def test_a_step_that_collides_with_another_worker_is_done_again() -> None:
