@@ -683,7 +683,7 @@ def run_once(
         first = {h: households[h] for h in sorted(households) if h in free}
         later = deferred is not None and deferred.rounds < MAX_DEFERRALS
         if busy and later:
-            # ... by this worker's next cycle: waiting here took 0.2-0.7 s of a 1,000-event
+            # ... by this worker's next cycle: waiting here took up to 0.7 s of a 1,000-event
             # cycle at 2,000 events/s, and doing them apart a second build and decision
             assert deferred is not None
             ready = [e for e in work if not of_event.get(e, set()) & busy.keys()]
