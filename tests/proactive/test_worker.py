@@ -70,6 +70,22 @@ def _pushed_birth() -> tuple[str, list[dict[str, Any]]]:
     return household, events
 
 
+def _birth_in(household: str, born: dt.date, serial_from: int) -> list[dict[str, Any]] | None:
+    """The demo's events of a child born into ``household`` (not pushed); None when the
+    household has no head today to register the child with."""
+    from qamqor.proactive import demo
+
+    real = demo._candidate
+    demo._candidate = lambda _s: household  # type: ignore[assignment]
+    try:
+        with session_scope() as session:
+            return birth_events(session, born, serial_from)[1]
+    except QamqorError:
+        return None
+    finally:
+        demo._candidate = real  # type: ignore[assignment]
+
+
 def _count(engine: Engine, sql: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text(sql)).scalar_one())
@@ -295,7 +311,6 @@ def test_one_household_is_recomputed_by_one_worker_at_a_time(decided: Engine) ->
         pytest.skip("SQLite runs one worker: no household locks (docs/proactive.md)")
     import threading
 
-    from qamqor.proactive import demo
     from qamqor.proactive.locks import household_lock_key
     from qamqor.proactive.worker import CycleReport, apply_pending
     from qamqor.profiles.models import ProfileBuild, ProfileHead
@@ -306,21 +321,12 @@ def test_one_household_is_recomputed_by_one_worker_at_a_time(decided: Engine) ->
             text("SELECT household_id FROM profile_head WHERE household_id <> :h ORDER BY 1"),
             {"h": household},
         ).all()
-    real = demo._candidate
     free_event = None
-    try:
-        for candidate in free:  # a second household, nobody holds it
-            demo._candidate = lambda _s, h=candidate: h  # type: ignore[assignment]
-            try:
-                with session_scope() as session:
-                    other_household, (_, free_event) = birth_events(
-                        session, dt.date(2026, 9, 21), serial_from=5000
-                    )
-                break
-            except QamqorError:
-                continue
-    finally:
-        demo._candidate = real  # type: ignore[assignment]
+    for other_household in free:  # a second household, nobody holds it
+        events = _birth_in(other_household, dt.date(2026, 9, 21), serial_from=5000)
+        if events is not None:
+            free_event = events[1]
+            break
     assert free_event is not None
     started = _now()
     key = household_lock_key(household)
@@ -398,7 +404,6 @@ def test_a_running_worker_leaves_a_held_household_to_its_next_cycle(decided: Eng
         pytest.skip("SQLite runs one worker: no household locks (docs/proactive.md)")
     import threading
 
-    from qamqor.proactive import demo
     from qamqor.proactive.locks import household_lock_key
     from qamqor.proactive.worker import MAX_DEFERRALS, CycleReport, Deferred
 
@@ -408,23 +413,13 @@ def test_a_running_worker_leaves_a_held_household_to_its_next_cycle(decided: Eng
             text("SELECT household_id FROM profile_head WHERE household_id <> :h ORDER BY 1"),
             {"h": household},
         ).all()
-    real = demo._candidate
     free_events: list[list[dict[str, Any]]] = []
-    try:
-        for serial, candidate in enumerate(others):  # births in households nobody holds
-            demo._candidate = lambda _s, h=candidate: h  # type: ignore[assignment]
-            try:
-                with session_scope() as session:
-                    _, events = birth_events(
-                        session, dt.date(2026, 9, 21), serial_from=5000 + 10 * serial
-                    )
-            except QamqorError:
-                continue
+    for serial, candidate in enumerate(others):  # births in households nobody holds
+        events = _birth_in(candidate, dt.date(2026, 9, 21), serial_from=5000 + 10 * serial)
+        if events is not None:
             free_events.append(events)
-            if len(free_events) == MAX_DEFERRALS + 1:
-                break
-    finally:
-        demo._candidate = real  # type: ignore[assignment]
+        if len(free_events) == MAX_DEFERRALS + 1:
+            break
     key = household_lock_key(household)
 
     def statuses() -> dict[str, int]:
@@ -490,22 +485,10 @@ def test_a_worker_killed_at_random_points_loses_nothing_and_doubles_nothing(
         rows = session.execute(
             text("SELECT DISTINCT household_id FROM profile_head ORDER BY 1 LIMIT 60")
         ).all()
-    from qamqor.proactive import demo
-
     pushed: list[dict[str, Any]] = []
-    real = demo._candidate
-    try:
-        for i, (household,) in enumerate(rows):
-            demo._candidate = lambda _s, h=household: h  # type: ignore[assignment]
-            try:
-                with session_scope() as session:
-                    day = dt.date(2026, 9, 1) + dt.timedelta(days=i % 20)
-                    _, events = birth_events(session, day, serial_from=1000 + 10 * i)
-            except QamqorError:  # no head of household today: no parent to register with
-                continue
-            pushed += events
-    finally:
-        demo._candidate = real  # type: ignore[assignment]
+    for i, (household,) in enumerate(rows):
+        day = dt.date(2026, 9, 1) + dt.timedelta(days=i % 20)
+        pushed += _birth_in(household, day, serial_from=1000 + 10 * i) or []
     _push(pushed)
     env = {
         **os.environ,
@@ -626,33 +609,23 @@ def test_several_workers_share_the_inbox_on_postgresql(
     once the inbox is drained."""
     if decided.dialect.name != "postgresql":
         pytest.skip("SQLite has one writer: one worker (docs/proactive.md)")
-    from qamqor.proactive import demo
-
     pushed: list[dict[str, Any]] = []
     with session_scope() as session:
         rows = session.execute(
             text("SELECT DISTINCT household_id FROM profile_head ORDER BY 1 DESC LIMIT 40")
         ).all()
-    real = demo._candidate
     moves: list[list[dict[str, Any]]] = []  # the move-ins of two children a household
-    try:
-        for i, (household,) in enumerate(rows):
-            demo._candidate = lambda _s, h=household: h  # type: ignore[assignment]
-            try:
-                with session_scope() as session:
-                    day = dt.date(2026, 9, 1) + dt.timedelta(days=i % 20)
-                    _, events = birth_events(session, day, serial_from=3000 + 10 * i)
-                    if until == "stopped" and len(moves) < 8:
-                        _, twin = birth_events(
-                            session, day + dt.timedelta(days=1), serial_from=3005 + 10 * i
-                        )
-                        moves.append([events.pop(1), twin.pop(1)])
-                        events += twin
-            except QamqorError:
-                continue
-            pushed += events
-    finally:
-        demo._candidate = real  # type: ignore[assignment]
+    for i, (household,) in enumerate(rows):
+        day = dt.date(2026, 9, 1) + dt.timedelta(days=i % 20)
+        events = _birth_in(household, day, serial_from=3000 + 10 * i)
+        if events is None:
+            continue
+        if until == "stopped" and len(moves) < 8:
+            twin = _birth_in(household, day + dt.timedelta(days=1), serial_from=3005 + 10 * i)
+            assert twin is not None
+            moves.append([events.pop(1), twin.pop(1)])
+            events += twin
+        pushed += events
     # four households' first move-ins, then their second ones: the two workers' first
     # cycles (four events each) recompute the same households at once
     front = []
@@ -779,15 +752,8 @@ def test_an_idle_worker_starts_its_cycle_when_events_arrive_on_postgresql(
             household = session.execute(
                 text("SELECT household_id FROM profile_head ORDER BY household_id LIMIT 1")
             ).scalar_one()
-        from qamqor.proactive import demo
-
-        real = demo._candidate
-        demo._candidate = lambda _s: household  # type: ignore[assignment]
-        try:
-            with session_scope() as session:
-                _, second = birth_events(session, dt.date(2026, 9, 21), serial_from=4000)
-        finally:
-            demo._candidate = real  # type: ignore[assignment]
+        second = _birth_in(household, dt.date(2026, 9, 21), serial_from=4000)
+        assert second is not None
         _push(second)
         assert done_within(len(first) + len(second), 120)
     finally:

@@ -616,7 +616,10 @@ class Deferred:
     rounds: int = 0  # cycles in a row that left some
 
     def __bool__(self) -> bool:
-        return bool(self.households or self.events)
+        return bool(self.households)  # an event waits only for households left here
+
+    def clear(self) -> None:
+        self.households, self.events, self.rounds = {}, {}, 0
 
 
 def run_once(
@@ -653,14 +656,12 @@ def run_once(
     if hook:
         hook("applied")
     work = sorted(set(applied) | set(taken))
-    idle = not work and not deferred
-    if not work and deferred and deferred.rounds < MAX_DEFERRALS:
-        # nothing new: what was left waits for the next events (a poll at most) rather than
-        # costing a cycle of its own, unless it has waited MAX_DEFERRALS cycles already
-        deferred.rounds += 1
-        report.deferred = len(deferred.households)
-        idle = True
-    if idle:
+    if not work and (not deferred or deferred.rounds < MAX_DEFERRALS):
+        if deferred:
+            # nothing new: what was left waits for the next events (a poll at most) rather
+            # than costing a cycle of its own, unless it has waited MAX_DEFERRALS cycles
+            deferred.rounds += 1
+            report.deferred = len(deferred.households)
         report.seconds = round(time.monotonic() - started, 3)
         return report
     with Session(engine) as session:
@@ -686,18 +687,17 @@ def run_once(
             # ... by this worker's next cycle: waiting here took up to 0.7 s of a 1,000-event
             # cycle at 2,000 events/s, and doing them apart a second build and decision
             assert deferred is not None
-            ready = [e for e in work if not of_event.get(e, set()) & busy.keys()]
+            blocked = {e: of_event.get(e, set()) & busy.keys() for e in work}
+            ready = [e for e in work if not blocked[e]]
             if first or ready:
                 _recompute(engine, day, first, ready, clock, report, hook)
             deferred.households = busy
-            deferred.events = {
-                e: of_event[e] & busy.keys() for e in work if of_event.get(e, set()) & busy.keys()
-            }
+            deferred.events = {e: held for e, held in blocked.items() if held}
             deferred.rounds += 1
             report.deferred = len(busy)
         else:
             if deferred is not None:
-                deferred.households, deferred.events, deferred.rounds = {}, {}, 0
+                deferred.clear()
             if first or not busy:
                 _recompute(engine, day, first, [] if busy else work, clock, report, hook)
             if busy:
